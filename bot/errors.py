@@ -1,0 +1,117 @@
+"""Errors a user can be shown.
+
+Each error carries an i18n message key and its parameters; the Discord layer translates it. The API
+client maps every upstream failure shape (MJ_API.md "Submit answers and errors") to one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BotError(Exception):
+    """Base: a failure with a translatable, user-facing explanation."""
+
+    key = "error.generic"
+    #: True when the same request may succeed if repeated later (network, 5xx, overload).
+    transient = False
+
+    def __init__(self, detail: str = "", **params: Any) -> None:
+        self.detail = detail.strip()
+        self.params: dict[str, Any] = {"detail": self.detail, **params}
+        super().__init__(self.detail or self.key)
+
+
+# ---- upstream (midjourney-proxy) failures -------------------------------------------------------
+
+
+class UpstreamError(BotError):
+    """The API refused or failed a request."""
+
+    key = "error.upstream"
+
+    def __init__(
+        self, detail: str = "", *, code: int | None = None, status: int | None = None, **params: Any
+    ):
+        super().__init__(detail, code=code, status=status, **params)
+        self.code = code
+        self.status = status
+
+
+class Unauthorized(UpstreamError):
+    """Bad, expired or used-up API key (HTTP 401/403)."""
+
+    key = "error.unauthorized"
+
+
+class QuotaExhausted(UpstreamError):
+    """The key has no credit left (relay quota_not_enough, trueai daily limit)."""
+
+    key = "error.quota"
+
+
+class QueueFull(UpstreamError):
+    """Queue full / overloaded (code 23, code 9 'queue full', code 30, HTTP 429). Nothing was charged."""
+
+    key = "error.queue_full"
+    transient = True
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, **params: Any):
+        super().__init__(detail, **params)
+        self.retry_after = retry_after
+
+
+class BannedPrompt(UpstreamError):
+    """Code 24: the prompt hit the server's banned-word list."""
+
+    key = "error.banned"
+
+    def __init__(self, detail: str = "", *, word: str | None = None, **params: Any):
+        super().__init__(detail, word=word or "", **params)
+        self.word = word
+        if word:
+            self.key = "error.banned_word"
+
+
+class TaskNotFound(UpstreamError):
+    """Code 3 / task_not_found / HTTP 404 on a task."""
+
+    key = "error.not_found"
+
+
+class InvalidRequest(UpstreamError):
+    """Code 4: the server rejected the parameters; `detail` says which."""
+
+    key = "error.invalid"
+
+
+class UnsupportedAction(UpstreamError):
+    """The server does not support this endpoint or button (unknown_action, 未知的 Action 类型, 404)."""
+
+    key = "error.unsupported"
+
+
+class TransientError(UpstreamError):
+    """5xx, timeout, refused connection, garbage body: may work later."""
+
+    key = "error.transient"
+    transient = True
+
+
+# ---- bot-side failures ---------------------------------------------------------------------------
+
+
+class InputError(BotError):
+    """The user's input cannot be submitted (bad file, bad prompt...). `key` is set per case."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__("", **params)
+        self.key = key
+
+
+class NotAllowed(BotError):
+    """The user may not do this (not the owner, not an admin, channel not allowed...)."""
+
+    def __init__(self, key: str = "error.not_allowed", **params: Any) -> None:
+        super().__init__("", **params)
+        self.key = key

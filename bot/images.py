@@ -1,0 +1,104 @@
+"""Image bytes: checking what users upload, and fetching finished images to re-upload.
+
+Downloads use their own keyless httpx client: result links point at Discord's CDN or the relay's
+image proxy, and an API key must never travel to any host but its own base URL.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from bot.errors import InputError, TransientError
+
+log = logging.getLogger(__name__)
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image type from the bytes themselves (never trust a file name or a Content-Type)."""
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    data: bytes
+    mime: str
+    width: int
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS.get(self.mime, "png")
+
+
+def check_image(data: bytes, *, max_bytes: int) -> CheckedImage:
+    """Reject non-images, corrupt images and oversized files with a user-facing InputError."""
+    if len(data) > max_bytes:
+        raise InputError(
+            "input.too_large", size_mb=f"{len(data) / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}"
+        )
+    mime = sniff_image(data)
+    if mime is None:
+        raise InputError("input.not_image")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InputError("input.corrupt_image") from None
+    return CheckedImage(data=data, mime=mime, width=width, height=height)
+
+
+class ImageFetcher:
+    """Downloads result images with a size cap, without any credentials."""
+
+    def __init__(self, *, timeout: float = 60.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def fetch(self, url: str, *, max_bytes: int) -> bytes | None:
+        """The bytes, or None when the image is larger than `max_bytes` (caller falls back to the link).
+
+        Network failures raise TransientError so the tracker retries on its next cycle.
+        """
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise TransientError(f"image download answered HTTP {response.status_code}")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    return None
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        return None
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"image download failed: {type(exc).__name__}") from None

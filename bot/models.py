@@ -1,0 +1,239 @@
+"""Domain values parsed from midjourney-proxy answers.
+
+Parsing is deliberately lenient: relays, trueai and basic servers disagree on types and on which
+fields exist (see shared/MJ_API.md), so every field is optional and unknown values are kept as text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+NOT_START = "NOT_START"
+SUBMITTED = "SUBMITTED"
+MODAL = "MODAL"
+IN_PROGRESS = "IN_PROGRESS"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+CANCEL = "CANCEL"
+
+FINAL_STATUSES = frozenset({SUCCESS, FAILURE, CANCEL})
+
+_PERCENT = re.compile(r"(\d{1,3})\s*%")
+_KEYCAP = re.compile(r"^\s*\d\ufe0f?\u20e3\s*")
+
+
+def coerce_id(value: Any) -> str | None:
+    """Task ids arrive as strings or JSON numbers; never let them pass through float."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # A float id already lost precision upstream; keep the integer part we were given.
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def parse_progress(value: Any) -> int | None:
+    """'45%' -> 45; None, '' or words -> None (unknown)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return max(0, min(100, int(value)))
+    match = _PERCENT.search(str(value))
+    if not match:
+        return None
+    return max(0, min(100, int(match.group(1))))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MJButton:
+    """One button of a finished task, as Midjourney's own message had it."""
+
+    custom_id: str
+    label: str = ""
+    emoji: str = ""
+    style: int = 2
+
+    @classmethod
+    def from_json(cls, data: Any) -> MJButton | None:
+        if not isinstance(data, dict):
+            return None
+        custom_id = _text(data.get("customId") or data.get("custom_id")).strip()
+        if not custom_id:  # link buttons ("Web") have no customId and cannot be clicked through the API
+            return None
+        style = _int_or_none(data.get("style")) or 2
+        return cls(
+            custom_id=custom_id,
+            label=_text(data.get("label")).strip(),
+            emoji=_text(data.get("emoji")).strip(),
+            style=style,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"customId": self.custom_id, "label": self.label, "emoji": self.emoji, "style": self.style}
+
+
+@dataclass(frozen=True, slots=True)
+class MJTask:
+    """A task as the upstream reports it (fetch, list-by-condition or a notifyHook body)."""
+
+    id: str
+    action: str = ""
+    status: str = ""
+    progress: int | None = None
+    prompt: str = ""
+    prompt_en: str = ""
+    description: str = ""
+    image_url: str | None = None
+    fail_reason: str = ""
+    final_prompt: str = ""
+    buttons: tuple[MJButton, ...] = ()
+    submit_time: int | None = None
+    start_time: int | None = None
+    finish_time: int | None = None
+    properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> MJTask | None:
+        """Returns None for anything that is not a task object with an id."""
+        if not isinstance(data, dict):
+            return None
+        task_id = coerce_id(data.get("id"))
+        if task_id is None:
+            return None
+        properties = data.get("properties")
+        if not isinstance(properties, dict):
+            properties = {}
+        raw_buttons = data.get("buttons")
+        buttons: list[MJButton] = []
+        if isinstance(raw_buttons, list):
+            for raw in raw_buttons:
+                button = MJButton.from_json(raw)
+                if button is not None:
+                    buttons.append(button)
+        image_url = _text(data.get("imageUrl")).strip() or None
+        return cls(
+            id=task_id,
+            action=_text(data.get("action")).strip().upper(),
+            status=_text(data.get("status")).strip().upper(),
+            progress=parse_progress(data.get("progress")),
+            prompt=_text(data.get("prompt")),
+            prompt_en=_text(data.get("promptEn")),
+            description=_text(data.get("description")),
+            image_url=image_url,
+            fail_reason=_text(data.get("failReason")).strip(),
+            final_prompt=_text(properties.get("finalPrompt")),
+            buttons=tuple(buttons),
+            submit_time=_int_or_none(data.get("submitTime")),
+            start_time=_int_or_none(data.get("startTime")),
+            finish_time=_int_or_none(data.get("finishTime")),
+            properties=properties,
+        )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """An accepted submit: code 1 (started), 22 (queued) or 21 (a MODAL task waits for /submit/modal)."""
+
+    code: int
+    task_id: str
+    description: str = ""
+    properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra_ids: tuple[str, ...] = ()
+
+    @property
+    def queue_position(self) -> int | None:
+        value = _int_or_none(self.properties.get("numberOfQueues"))
+        if value is not None:
+            return value
+        match = re.search(r"(\d+)", self.description) if self.code == 22 else None
+        return int(match.group(1)) if match else None
+
+    @property
+    def needs_modal(self) -> bool:
+        """Relays rewrite 21 to 1, so the description and the remix flag count too (MJ_API.md)."""
+        if self.code == 21:
+            return True
+        if "confirm" in self.description.lower():
+            return True
+        return self.properties.get("remix") is True
+
+    @property
+    def final_prompt(self) -> str:
+        return _text(self.properties.get("finalPrompt"))
+
+
+def split_candidates(text: str) -> list[str]:
+    """Describe/shorten options: keycap-numbered lines, blank lines dropped, keycaps stripped."""
+    candidates: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not _KEYCAP.match(line):
+            continue
+        cleaned = _KEYCAP.sub("", line).strip()
+        if cleaned:
+            candidates.append(cleaned)
+    return candidates
+
+
+def describe_candidates(task: MJTask) -> list[str]:
+    """The four prompts of a DESCRIBE result (finalPrompt, else promptEn, else prompt)."""
+    for source in (task.final_prompt, task.prompt_en, task.prompt):
+        found = split_candidates(source)
+        if found:
+            return found[:4]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class ShortenResult:
+    analysis: str
+    options: tuple[str, ...]
+
+
+def shorten_result(task: MJTask) -> ShortenResult:
+    """SHORTEN: the 'Important tokens' analysis and up to five options after 'Shortened prompts'."""
+    text = task.final_prompt or task.description
+    marker = re.search(r"shortened prompts", text, re.IGNORECASE)
+    if not marker:
+        return ShortenResult(analysis=text.strip(), options=tuple(split_candidates(text)[:5]))
+    head = text[: marker.start()]
+    head = re.sub(r"#+\s*important tokens\s*", "", head, flags=re.IGNORECASE).strip().rstrip("#").strip()
+    options = split_candidates(text[marker.end() :])[:5]
+    return ShortenResult(analysis=head, options=tuple(options))
+
+
+def result_extra(task: MJTask) -> dict[str, Any]:
+    """Parsed describe/shorten results, kept with the task so picks still work after a restart."""
+    if task.action == "DESCRIBE":
+        return {"candidates": describe_candidates(task)}
+    if task.action == "SHORTEN":
+        result = shorten_result(task)
+        return {"analysis": result.analysis, "options": list(result.options)}
+    return {}

@@ -1,0 +1,363 @@
+"""Pure functions from a task to what its Discord message shows.
+
+Nothing here does I/O: the tracker and the cogs decide when to send; this module decides what.
+Discord `custom_id`s are built here too, so the buttons we send and the handlers in `cogs/` that
+match them agree on one format (the long upstream customIds stay in the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+import discord
+
+from bot.i18n import t
+from bot.models import (
+    CANCEL,
+    FAILURE,
+    IN_PROGRESS,
+    MODAL,
+    SUCCESS,
+    MJButton,
+)
+from bot.store import TaskRecord
+
+# ---- custom ids (Discord limit: 100 characters) ---------------------------------------------------
+
+ACTION_ID = "mj:act:{task}:{index}"  # an upstream button, by its index in task.buttons
+CHANGE_ID = "mj:chg:{task}:{op}"  # U1..U4 / V1..V4 / R on basic servers (no buttons)
+PICK_ID = "mj:pick:{task}:{index}"  # describe / shorten candidate -> editable imagine
+MODAL_TASK_ID = "mj:open:{task}"  # open the prompt modal of a MODAL task (remix)
+
+ACTION_TEMPLATE = r"mj:act:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d{1,2})"
+CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
+PICK_TEMPLATE = r"mj:pick:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d)"
+MODAL_TASK_TEMPLATE = r"mj:open:(?P<task>[0-9A-Za-z_-]{1,40})"
+
+MAX_ROWS = 5
+ROW_WIDTH = 5
+
+COLOR_RUNNING = 0x5865F2
+COLOR_SUCCESS = 0x57F287
+COLOR_FAILURE = 0xED4245
+
+# Discord custom emoji names Midjourney uses, mapped to unicode we can always show.
+EMOJI_FALLBACK = {"upscale_1": "⬆️", "upscale_2": "⬆️", "upscale_3": "⬆️", "upscale_4": "⬆️"}
+
+# Buttons that relays and recent trueai refuse (MJ_API.md, Buttons): never offered.
+_REFUSED = re.compile(r"^MJ::(BOOKMARK::|JOB::animate_|JOB::video|Job::PicReader::all)", re.IGNORECASE)
+# Describe/shorten picks are done by the bot itself through /submit/imagine.
+_BOT_SIDE = re.compile(r"^MJ::(Job::PicReader::|Picread::|Job::PromptAnalyzer::)", re.IGNORECASE)
+
+_INPAINT = re.compile(r"^MJ::Inpaint::", re.IGNORECASE)
+_CUSTOM_ZOOM = re.compile(r"^MJ::CustomZoom::", re.IGNORECASE)
+
+GRID_ACTIONS = frozenset({"IMAGINE", "VARIATION", "REROLL", "BLEND", "PAN", "ZOOM", "OUTPAINT"})
+
+
+def is_custom_zoom(button: MJButton) -> bool:
+    return bool(_CUSTOM_ZOOM.match(button.custom_id))
+
+
+def is_inpaint(button: MJButton) -> bool:
+    return bool(_INPAINT.match(button.custom_id))
+
+
+def action_for_button(button: MJButton) -> str:
+    """The action a click will start, for our record until the server reports its own label."""
+    cid = button.custom_id.lower()
+    for needle, action in (
+        ("::upsample", "UPSCALE"),
+        ("::reroll::", "REROLL"),
+        ("variation::", "VARIATION"),
+        ("::pan_", "PAN"),
+        ("outpaint::", "ZOOM"),
+        ("customzoom::", "ZOOM"),
+        ("inpaint::", "INPAINT"),
+    ):
+        if needle in cid:
+            return action
+    return "ACTION"
+
+
+# ---- value objects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonSpec:
+    custom_id: str
+    label: str = ""
+    emoji: str = ""
+    style: int = 2
+    row: int = 0
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageParts:
+    content: str
+    embed: discord.Embed
+    buttons: tuple[ButtonSpec, ...] = ()
+
+    def fingerprint(self) -> str:
+        """Stable digest of everything the user sees; equal digests mean 'do not edit'."""
+        payload = {
+            "content": self.content,
+            "embed": self.embed.to_dict(),
+            "buttons": [(b.custom_id, b.label, b.emoji, b.style, b.row, b.disabled) for b in self.buttons],
+        }
+        raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+
+
+def progress_bar(percent: int | None, width: int = 12) -> str:
+    pct = max(0, min(100, percent or 0))
+    filled = round(pct * width / 100)
+    return "█" * filled + "░" * (width - filled)
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def result_filename(record: TaskRecord, extension: str = "png") -> str:
+    return f"mj_{record.id}.{extension}"
+
+
+def action_name(action: str, locale: str) -> str:
+    key = f"action.{action.lower()}" if action else "action.task"
+    text = t(key, locale)
+    return text if text != key else action.title()
+
+
+_FAILURE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("failure.banned", re.compile(r"banned prompt|敏感词|违规|moderat", re.IGNORECASE)),
+    ("failure.output_filter", re.compile(r"output filter", re.IGNORECASE)),
+    ("failure.queue_full", re.compile(r"queue full|队列已满|并发", re.IGNORECASE)),
+    ("failure.cancelled", re.compile(r"取消|cancel", re.IGNORECASE)),
+    ("failure.timeout", re.compile(r"超时|time ?out|timed out", re.IGNORECASE)),
+    ("failure.invalid", re.compile(r"invalid", re.IGNORECASE)),
+    (
+        "failure.account",
+        re.compile(
+            r"subscription|blocked|plan cancelled|pending mod|实例不可用|账号|无可用|任务失败，请重试",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+
+def explain_failure(reason: str, locale: str) -> str:
+    """Free-text failReason (Chinese or English) -> a plain sentence, with the original kept short."""
+    reason = (reason or "").strip()
+    if reason.startswith("bot:"):  # reasons the bot itself set are already message keys
+        return t(reason[4:], locale)
+    for key, pattern in _FAILURE_PATTERNS:
+        if pattern.search(reason):
+            plain = t(key, locale)
+            return f"{plain}\n-# {truncate(reason, 300)}"
+    if not reason:
+        return t("failure.unknown", locale)
+    return t("failure.other", locale, reason=truncate(reason, 500))
+
+
+def _emoji_for(button: MJButton) -> str:
+    emoji = button.emoji
+    if not emoji:
+        return ""
+    if emoji in EMOJI_FALLBACK:
+        return EMOJI_FALLBACK[emoji]
+    # A bare Discord custom-emoji name (letters, digits, underscores) cannot be shown without its id.
+    if re.fullmatch(r"[A-Za-z0-9_]+", emoji):
+        return ""
+    return emoji
+
+
+def _group(custom_id: str) -> str:
+    cid = custom_id.lower()
+    if "::upsample::" in cid or "::reroll::" in cid:
+        return "grid-u"
+    if "::variation::" in cid and not cid.endswith("::solo"):
+        return "grid-v"
+    if "outpaint" in cid or "customzoom" in cid:
+        return "zoom"
+    if "::pan_" in cid:
+        return "pan"
+    if "upsample_" in cid or "variation" in cid or "inpaint" in cid:
+        return "single"
+    return "other"
+
+
+def layout_rows(groups: list[tuple[str, ButtonSpec]]) -> tuple[ButtonSpec, ...]:
+    """Midjourney-like rows: each kind of button starts a row; at most 5 rows of 5."""
+    rows: list[list[ButtonSpec]] = []
+    last_group: str | None = None
+    for group, spec in groups:
+        if not rows or group != last_group or len(rows[-1]) >= ROW_WIDTH:
+            rows.append([])
+        rows[-1].append(spec)
+        last_group = group
+    if len(rows) > MAX_ROWS:  # too many kinds: pack densely instead
+        flat = [spec for _, spec in groups][: MAX_ROWS * ROW_WIDTH]
+        rows = [flat[i : i + ROW_WIDTH] for i in range(0, len(flat), ROW_WIDTH)]
+    placed: list[ButtonSpec] = []
+    for row_index, row in enumerate(rows):
+        for spec in row:
+            placed.append(
+                ButtonSpec(spec.custom_id, spec.label, spec.emoji, spec.style, row_index, spec.disabled)
+            )
+    return tuple(placed)
+
+
+def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
+    """Upstream buttons of a finished task as Discord buttons (refused and bot-side ones left out)."""
+    groups: list[tuple[str, ButtonSpec]] = []
+    for index, button in enumerate(record.buttons):
+        if _REFUSED.match(button.custom_id) or _BOT_SIDE.match(button.custom_id):
+            continue
+        label = truncate(button.label, 80)
+        emoji = _emoji_for(button)
+        if not label and not emoji:
+            label = truncate(button.custom_id.split("::")[2] if "::" in button.custom_id else "?", 80)
+        style = button.style if button.style in (1, 2, 3, 4) else 2
+        custom_id = ACTION_ID.format(task=record.id, index=index)
+        groups.append((_group(button.custom_id), ButtonSpec(custom_id, label, emoji, style)))
+    return layout_rows(groups)
+
+
+def change_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
+    """Basic servers send no buttons: offer U1-4 / V1-4 / reroll built on /submit/change."""
+    specs: list[tuple[str, ButtonSpec]] = []
+    for op in ("U1", "U2", "U3", "U4", "R"):
+        label, emoji = (op, "") if op != "R" else ("", "🔄")
+        specs.append(("grid-u", ButtonSpec(CHANGE_ID.format(task=record.id, op=op), label, emoji)))
+    for op in ("V1", "V2", "V3", "V4"):
+        specs.append(("grid-v", ButtonSpec(CHANGE_ID.format(task=record.id, op=op), op)))
+    return layout_rows(specs)
+
+
+def pick_buttons(record: TaskRecord, count: int) -> tuple[ButtonSpec, ...]:
+    keycaps = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣")
+    specs = [
+        ("pick", ButtonSpec(PICK_ID.format(task=record.id, index=i + 1), "", keycaps[i]))
+        for i in range(min(count, len(keycaps)))
+    ]
+    return layout_rows(specs)
+
+
+def result_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
+    if record.action == "DESCRIBE":
+        return pick_buttons(record, len(record.extra.get("candidates", [])))
+    if record.action == "SHORTEN":
+        return pick_buttons(record, len(record.extra.get("options", [])))
+    specs = action_buttons(record)
+    if not record.buttons and record.action in GRID_ACTIONS:
+        specs = change_buttons(record)
+    return specs
+
+
+# ---- the message ----------------------------------------------------------------------------------
+
+
+def _status_line(record: TaskRecord, locale: str) -> str:
+    if record.status == IN_PROGRESS:
+        if record.progress is None:
+            return t("status.running_unknown", locale)
+        return t("status.running", locale, bar=progress_bar(record.progress), percent=record.progress)
+    if record.status == MODAL:
+        return t("status.modal", locale)
+    if record.queue_position:
+        return t("status.queued", locale, ahead=record.queue_position)
+    return t("status.waiting", locale)
+
+
+def _body_text(record: TaskRecord, locale: str) -> str:
+    """The main text of a result: the prompt, or the candidates of describe/shorten."""
+    if record.action == "DESCRIBE" and record.status == SUCCESS:
+        candidates = record.extra.get("candidates", [])
+        lines = [f"**{i + 1}.** {truncate(c, 900)}" for i, c in enumerate(candidates)]
+        return "\n\n".join(lines) or t("result.no_candidates", locale)
+    if record.action == "SHORTEN" and record.status == SUCCESS:
+        analysis = truncate(record.extra.get("analysis", ""), 1500)
+        options = record.extra.get("options", [])
+        lines = [f"**{i + 1}.** {truncate(o, 400)}" for i, o in enumerate(options)]
+        parts = []
+        if analysis:
+            parts.append(f"**{t('result.important_tokens', locale)}**\n{analysis}")
+        parts.append(f"**{t('result.shortened', locale)}**\n" + "\n".join(lines))
+        return "\n\n".join(parts)
+    prompt = record.final_prompt or record.prompt
+    return truncate(prompt, 3500) if prompt else ""
+
+
+def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts:
+    """What the task's message shows now. `image` is the final picture ('attachment://...' or a URL)."""
+    locale = record.locale
+    title = action_name(record.action, locale)
+    mention = f"<@{record.user_id}>"
+    started = int(record.created_at) if record.created_at else None
+    description = _body_text(record, locale)
+
+    if record.status == SUCCESS:
+        embed = discord.Embed(title=title, description=description or None, color=COLOR_SUCCESS)
+        shown_image = image or record.result_url or record.image_url
+        if shown_image:
+            embed.set_image(url=shown_image)
+        if record.finished_at and record.created_at:
+            took = max(0, int(record.finished_at - record.created_at))
+            embed.add_field(
+                name=t("field.took", locale), value=t("duration", locale, m=took // 60, s=took % 60)
+            )
+        embed.set_footer(text=t("footer.task", locale, id=record.id))
+        content = t("content.done", locale, mention=mention)
+        return MessageParts(content, embed, result_buttons(record))
+
+    if record.status in (FAILURE, CANCEL):
+        embed = discord.Embed(title=title, description=description or None, color=COLOR_FAILURE)
+        embed.add_field(
+            name=t("field.failed", locale), value=truncate(explain_failure(record.fail_reason, locale), 1024)
+        )
+        embed.set_footer(text=t("footer.task", locale, id=record.id))
+        return MessageParts(t("content.failed", locale, mention=mention), embed)
+
+    embed = discord.Embed(title=title, description=description or None, color=COLOR_RUNNING)
+    embed.add_field(name=t("field.status", locale), value=_status_line(record, locale), inline=True)
+    if started:
+        # Discord renders <t:..:R> live ("2 minutes ago"), so elapsed time needs no edits.
+        embed.add_field(name=t("field.started", locale), value=f"<t:{started}:R>", inline=True)
+    if record.image_url and record.status == IN_PROGRESS:
+        embed.set_image(url=record.image_url)
+    embed.set_footer(text=t("footer.task", locale, id=record.id))
+    return MessageParts(t("content.running", locale, mention=mention), embed)
+
+
+def render_submitted(record: TaskRecord) -> MessageParts:
+    """The first message, before the tracker has seen the task."""
+    return render_task(record)
+
+
+def build_view(buttons: tuple[ButtonSpec, ...]) -> discord.ui.View | None:
+    """A static view: its clicks are handled by the DynamicItems registered in cogs/, so the view
+    itself is stopped at once (a stopped view is not kept in discord.py's view store)."""
+    if not buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    for spec in buttons:
+        view.add_item(
+            discord.ui.Button(
+                custom_id=spec.custom_id,
+                label=spec.label or None,
+                emoji=spec.emoji or None,
+                style=discord.ButtonStyle(spec.style),
+                row=spec.row,
+                disabled=spec.disabled,
+            )
+        )
+    view.stop()
+    return view

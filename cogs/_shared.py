@@ -1,0 +1,115 @@
+"""Glue shared by the command cogs: posting a tracked task message and reading attachments."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot import render
+from bot.client import data_url
+from bot.errors import BotError, InputError
+from bot.images import check_image
+from bot.jobs import Submit
+from bot.responder import locale_of, report_error
+from bot.store import TaskRecord
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+log = logging.getLogger(__name__)
+
+
+async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
+    """A user's attachment as a data URL, after checking its bytes (not its name)."""
+    if attachment.size > max_bytes:
+        raise InputError(
+            "input.too_large",
+            size_mb=f"{attachment.size / 1048576:.1f}",
+            limit_mb=f"{max_bytes / 1048576:.0f}",
+        )
+    try:
+        data = await attachment.read()
+    except discord.HTTPException:
+        raise InputError("input.download_failed") from None
+    checked = check_image(data, max_bytes=max_bytes)
+    return data_url(checked.data, checked.mime)
+
+
+async def discard_thinking(interaction: Interaction) -> None:
+    """Drop a public 'thinking…' response so the error that follows can be ephemeral."""
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        pass
+
+
+async def submit_from_command(
+    interaction: Interaction,
+    submit: Submit,
+    *,
+    action: str,
+    prompt: str,
+    extra: dict[str, Any] | None = None,
+) -> TaskRecord | None:
+    """For slash commands that already deferred publicly: submit, then turn the deferred response
+    into the task's message, which the tracker keeps editing with the bot token."""
+    bot = interaction.client
+    try:
+        record, _ = await bot.jobs.submit(
+            submit,
+            action=action,
+            prompt=prompt,
+            user_id=interaction.user.id,
+            channel_id=interaction.channel_id or 0,
+            guild_id=interaction.guild_id,
+            locale=locale_of(interaction),
+            extra=extra,
+        )
+    except BotError as error:
+        await discard_thinking(interaction)
+        await report_error(interaction, error)
+        return None
+    parts = render.render_task(record)
+    try:
+        message = await interaction.edit_original_response(content=parts.content, embed=parts.embed)
+    except discord.HTTPException as exc:
+        # The task is stored: the tracker will post a fresh message for it.
+        log.warning("Could not show task %s in its interaction (HTTP %s)", record.id, exc.status)
+        bot.tracker.track(record)
+        return record
+    return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
+
+
+async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRecord:
+    """A click or modal created a task: post its message as a reply to the clicked message."""
+    bot = interaction.client
+    parts = render.render_task(record)
+    channel = interaction.channel
+    message: discord.Message | None = None
+    reference = interaction.message
+    if channel is not None and isinstance(channel, discord.abc.Messageable):
+        try:
+            message = await channel.send(
+                content=parts.content,
+                embed=parts.embed,
+                reference=reference.to_reference(fail_if_not_exists=False) if reference else None,  # type: ignore[arg-type]
+                mention_author=False,
+            )
+        except discord.HTTPException as exc:
+            log.info(
+                "Posting task %s with the bot token failed (HTTP %s); using a followup", record.id, exc.status
+            )
+    if message is None:
+        try:
+            message = await interaction.followup.send(content=parts.content, embed=parts.embed, wait=True)
+        except discord.HTTPException as exc:
+            log.warning("Could not post task %s (HTTP %s); the tracker will retry", record.id, exc.status)
+            bot.tracker.track(record)
+            return record
+    return await bot.jobs.attach_message(record, message.id, parts.fingerprint())

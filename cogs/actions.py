@@ -1,0 +1,366 @@
+"""Buttons on task messages and the modals they open.
+
+Every button is a `DynamicItem` matched by its custom_id, so buttons on messages from before a
+restart keep working. The custom_id only holds our task id and an index; the long Midjourney
+customId is read from the database. Errors here never reach the command tree's handler, so each
+callback reports its own errors through the shared responder.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from bot import render
+from bot.errors import BotError, InputError, TaskNotFound
+from bot.i18n import t
+from bot.models import SUCCESS
+from bot.prompts import clean_prompt, with_zoom
+from bot.responder import locale_of, reply, report_error
+from bot.store import TaskRecord
+from cogs._shared import post_for_click
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+log = logging.getLogger(__name__)
+
+# Two clicks on one button within this many seconds submit one action.
+CLICK_WINDOW = 10.0
+
+CHANGE_ACTIONS = {"U": "UPSCALE", "V": "VARIATION", "R": "REROLL"}
+
+
+async def load_finished(interaction: Interaction, task_id: str) -> TaskRecord:
+    record = await interaction.client.store.get_task(task_id)
+    if record is None:
+        raise InputError("click.unknown_task")
+    if record.status != SUCCESS:
+        raise InputError("click.not_finished")
+    return record
+
+
+async def submit_click(
+    interaction: Interaction,
+    parent: TaskRecord,
+    button_key: str,
+    submit: Any,
+    *,
+    action: str,
+    prompt: str,
+) -> None:
+    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal."""
+    bot = interaction.client
+    if not await bot.store.claim_click(parent.id, button_key, interaction.user.id, window=CLICK_WINDOW):
+        await reply(interaction, t("click.already", locale_of(interaction)))
+        return
+    await interaction.response.defer()
+    try:
+        record, result = await bot.jobs.submit(
+            submit,
+            action=action,
+            prompt=prompt,
+            user_id=interaction.user.id,
+            channel_id=interaction.channel_id or parent.channel_id,
+            guild_id=interaction.guild_id,
+            locale=locale_of(interaction),
+            parent_id=parent.id,
+            upstream=parent.upstream,
+        )
+    except BotError as error:
+        await bot.store.release_click(parent.id, button_key)
+        await report_error(interaction, error)
+        return
+    if result.needs_modal:
+        # The server wants the prompt confirmed (remix). The interaction is already answered, so
+        # offer a button that opens the modal.
+        view = render.build_view(
+            (
+                render.ButtonSpec(
+                    render.MODAL_TASK_ID.format(task=record.id), t("modal.open", record.locale), "✏️", 1
+                ),
+            )
+        )
+        await interaction.followup.send(t("modal.needed", record.locale), view=view, ephemeral=True)  # type: ignore[arg-type]
+        return
+    await post_for_click(interaction, record)
+
+
+# ---- modals ---------------------------------------------------------------------------------------
+
+
+class PromptModal(discord.ui.Modal):
+    """Edit a prompt, then submit the MODAL task (remix, custom zoom) or a new imagine (picks)."""
+
+    def __init__(self, *, title: str, locale: str, default: str, zoom: str | None = None) -> None:
+        super().__init__(title=render.truncate(title, 45), timeout=900)
+        self.locale = locale
+        self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+            label=render.truncate(t("modal.prompt_label", locale), 45),
+            style=discord.TextStyle.paragraph,
+            default=render.truncate(default, 4000) or None,
+            max_length=4000,
+            required=True,
+        )
+        self.add_item(self.prompt)
+        self.zoom: discord.ui.TextInput[PromptModal] | None = None
+        if zoom is not None:
+            self.zoom = discord.ui.TextInput(
+                label=render.truncate(t("modal.zoom_label", locale), 45),
+                default=zoom,
+                max_length=4,
+                required=True,
+            )
+            self.add_item(self.zoom)
+
+    async def on_error(self, interaction: Interaction, error: Exception, item: Any = None) -> None:  # type: ignore[override]
+        await report_error(interaction, error)
+
+
+class CustomZoomModal(PromptModal):
+    def __init__(self, parent: TaskRecord, button_index: int, locale: str) -> None:
+        prompt = re.sub(r"\s*--zoom\s+\S+", "", parent.final_prompt or parent.prompt)
+        super().__init__(title=t("modal.zoom_title", locale), locale=locale, default=prompt, zoom="2")
+        self.parent = parent
+        self.button_index = button_index
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        assert self.zoom is not None
+        try:
+            prompt = with_zoom(self.prompt.value, self.zoom.value)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        button = self.parent.button(self.button_index)
+        if button is None:
+            await report_error(interaction, InputError("click.unknown_button"))
+            return
+        bot = interaction.client
+        await interaction.response.defer()
+        try:
+            modal_task, result = await bot.jobs.submit(
+                lambda client: client.action(self.parent.id, button.custom_id),
+                action="ZOOM",
+                prompt=prompt,
+                user_id=interaction.user.id,
+                channel_id=interaction.channel_id or self.parent.channel_id,
+                guild_id=interaction.guild_id,
+                locale=locale_of(interaction),
+                parent_id=self.parent.id,
+                upstream=self.parent.upstream,
+            )
+            if result.needs_modal:
+                modal_task, _ = await bot.jobs.submit_modal(modal_task.id, prompt)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await post_for_click(interaction, modal_task)
+
+
+class ModalTaskModal(PromptModal):
+    """The second step of a MODAL task the server created (remix V/pan/reroll)."""
+
+    def __init__(self, task: TaskRecord, locale: str) -> None:
+        super().__init__(
+            title=t("modal.remix_title", locale), locale=locale, default=task.final_prompt or task.prompt
+        )
+        self.task = task
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            prompt = clean_prompt(self.prompt.value)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await interaction.response.defer()
+        try:
+            record, _ = await interaction.client.jobs.submit_modal(self.task.id, prompt)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await post_for_click(interaction, record)
+
+
+class PickModal(PromptModal):
+    """Describe / shorten pick: the chosen prompt, editable, becomes a new /imagine."""
+
+    def __init__(self, parent: TaskRecord, index: int, default: str, locale: str) -> None:
+        super().__init__(title=t("modal.pick_title", locale, n=index), locale=locale, default=default)
+        self.parent = parent
+        self.index = index
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            prompt = clean_prompt(self.prompt.value)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await interaction.response.defer()
+        try:
+            record, _ = await interaction.client.jobs.submit(
+                lambda client: client.imagine(prompt),
+                action="IMAGINE",
+                prompt=prompt,
+                user_id=interaction.user.id,
+                channel_id=interaction.channel_id or self.parent.channel_id,
+                guild_id=interaction.guild_id,
+                locale=locale_of(interaction),
+                parent_id=self.parent.id,
+                upstream=self.parent.upstream,
+            )
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await post_for_click(interaction, record)
+
+
+# ---- buttons --------------------------------------------------------------------------------------
+
+
+class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.ACTION_TEMPLATE):
+    """An upstream button (U1, V2, 🔄, Zoom Out, pan...): /submit/action with its customId."""
+
+    def __init__(self, task_id: str, index: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.ACTION_ID.format(task=task_id, index=index)))
+        self.task_id = task_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> ActionButton:
+        return cls(match["task"], int(match["index"]))
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            parent = await load_finished(interaction, self.task_id)
+            button = parent.button(self.index)
+            if button is None:
+                raise InputError("click.unknown_button")
+            locale = locale_of(interaction)
+            if render.is_inpaint(button):
+                await reply(interaction, t("click.inpaint_unsupported", locale))
+                return
+            if render.is_custom_zoom(button):
+                await interaction.response.send_modal(CustomZoomModal(parent, self.index, locale))
+                return
+            await submit_click(
+                interaction,
+                parent,
+                f"act:{self.index}",
+                lambda client: client.action(parent.id, button.custom_id),
+                action=render.action_for_button(button),
+                prompt=parent.final_prompt or parent.prompt,
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class ChangeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.CHANGE_TEMPLATE):
+    """U/V/reroll on basic servers, which have no buttons: /submit/change."""
+
+    def __init__(self, task_id: str, op: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.CHANGE_ID.format(task=task_id, op=op)))
+        self.task_id = task_id
+        self.op = op
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> ChangeButton:
+        return cls(match["task"], match["op"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            parent = await load_finished(interaction, self.task_id)
+            action = CHANGE_ACTIONS[self.op[0]]
+            index = int(self.op[1]) if len(self.op) > 1 else 1
+            await submit_click(
+                interaction,
+                parent,
+                f"chg:{self.op}",
+                lambda client: client.change(parent.id, action, index),
+                action=action,
+                prompt=parent.final_prompt or parent.prompt,
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class PickButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.PICK_TEMPLATE):
+    """Describe/shorten candidate N: done by the bot through /submit/imagine (relays refuse these)."""
+
+    def __init__(self, task_id: str, index: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.PICK_ID.format(task=task_id, index=index)))
+        self.task_id = task_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> PickButton:
+        return cls(match["task"], int(match["index"]))
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            parent = await load_finished(interaction, self.task_id)
+            options = parent.extra.get("candidates") or parent.extra.get("options") or []
+            if not 1 <= self.index <= len(options):
+                raise InputError("click.unknown_button")
+            locale = locale_of(interaction)
+            await interaction.response.send_modal(
+                PickModal(parent, self.index, options[self.index - 1], locale)
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class OpenModalButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.MODAL_TASK_TEMPLATE):
+    """Opens the prompt modal of a MODAL task (the server asked for a remix prompt)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.MODAL_TASK_ID.format(task=task_id)))
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> OpenModalButton:
+        return cls(match["task"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            record = await interaction.client.store.get_task(self.task_id)
+            if record is None:
+                raise TaskNotFound(self.task_id)
+            if record.status != "MODAL":
+                raise InputError("click.modal_done")
+            await interaction.response.send_modal(ModalTaskModal(record, locale_of(interaction)))
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+DYNAMIC_ITEMS = (ActionButton, ChangeButton, PickButton, OpenModalButton)
+
+
+class Actions(commands.Cog):
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
+
+
+async def setup(bot: MJBot) -> None:
+    await bot.add_cog(Actions(bot))

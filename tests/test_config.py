@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings
+
+BASE = {"DISCORD_TOKEN": "token-value", "MJ_API_BASE": "https://relay.example.com/"}
+
+
+def test_reads_defaults_and_strips_trailing_slash() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.api_base == "https://relay.example.com"
+    assert settings.api_auth_style == "bearer"
+    assert settings.poll_batch_size == 100
+    assert settings.database_path == Path("data/bot.sqlite3")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"MJ_API_BASE": "https://x"}, "DISCORD_TOKEN"),
+        ({"DISCORD_TOKEN": "t"}, "MJ_API_BASE"),
+        ({**BASE, "MJ_AUTH_STYLE": "basic"}, "MJ_AUTH_STYLE"),
+        ({**BASE, "MJ_MODE": "slow"}, "MJ_MODE"),
+        ({**BASE, "POLL_INTERVAL": "soon"}, "POLL_INTERVAL"),
+        ({**BASE, "MJ_API_BASE": "relay.example.com"}, "MJ_API_BASE"),
+        ({**BASE, "DEV_GUILD_ID": "abc"}, "DEV_GUILD_ID"),
+    ],
+)
+def test_bad_settings_name_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_secrets_are_not_in_repr() -> None:
+    settings = Settings.from_env({**BASE, "MJ_API_KEY": "sk-secret-value"})
+    assert "sk-secret-value" not in repr(settings)
+    assert "token-value" not in repr(settings)
+
+
+def test_simulator_base_is_accepted() -> None:
+    assert Settings.from_env({"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator"}).uses_simulator
+
+
+def test_missing_token_exits_2_with_one_clear_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "MJ_API_BASE": "https://x.example"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env={**env, "PYTHONPATH": str(Path.cwd())},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    assert "DISCORD_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.models import MJButton
+from bot.store import Store, TaskRecord
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    store = await Store.open(tmp_path / "db" / "bot.sqlite3")
+    yield store
+    await store.close()
+
+
+def make(task_id: str = "1748339100123456", **kw) -> TaskRecord:
+    base = dict(id=task_id, action="IMAGINE", user_id=11, channel_id=22, guild_id=33, prompt="a cat")
+    base.update(kw)
+    return TaskRecord(**base)
+
+
+async def test_migrations_set_the_schema_version(store: Store) -> None:
+    assert await store.schema_version() >= 1
+
+
+async def test_round_trip_keeps_buttons_and_extra(store: Store) -> None:
+    buttons = (MJButton("MJ::JOB::upsample::1::" + "a" * 36, "U1"), MJButton("MJ::CustomZoom::x", "Custom Zoom", "🔍"))
+    await store.insert_task(make(buttons=buttons, extra={"candidates": ["one", "two"]}))
+    loaded = await store.get_task("1748339100123456")
+    assert loaded is not None
+    assert loaded.buttons == buttons
+    assert loaded.extra == {"candidates": ["one", "two"]}
+    assert loaded.created_at > 0
+
+
+async def test_in_flight_lists_only_undelivered_oldest_first(store: Store) -> None:
+    await store.insert_task(make("2", created_at=200.0))
+    await store.insert_task(make("1", created_at=100.0))
+    await store.insert_task(make("3", created_at=50.0, delivered=True))
+    assert [r.id for r in await store.in_flight()] == ["1", "2"]
+    await store.update_task("1", delivered=True, status="SUCCESS", progress=100)
+    assert [r.id for r in await store.in_flight()] == ["2"]
+    done = await store.get_task("1")
+    assert done is not None and done.status == "SUCCESS" and done.progress == 100
+
+
+async def test_update_refuses_unknown_columns(store: Store) -> None:
+    await store.insert_task(make())
+    with pytest.raises(ValueError):
+        await store.update_task("1748339100123456", nope=1)
+
+
+async def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    first = await Store.open(path)
+    await first.insert_task(make(message_id=999))
+    await first.set_meta("k", "v")
+    await first.close()
+    second = await Store.open(path)
+    try:
+        loaded = await second.get_task("1748339100123456")
+        assert loaded is not None and loaded.message_id == 999
+        assert await second.get_meta("k") == "v"
+        assert (await second.task_for_message(999)).id == "1748339100123456"  # type: ignore[union-attr]
+    finally:
+        await second.close()
+
+
+async def test_concurrent_clicks_claim_once(store: Store) -> None:
+    await store.insert_task(make())
+    results = await asyncio.gather(
+        *(store.claim_click("1748339100123456", "act:0", user, window=10) for user in (1, 2, 3))
+    )
+    assert sorted(results) == [False, False, True]
+    await store.release_click("1748339100123456", "act:0")
+    assert await store.claim_click("1748339100123456", "act:0", 1, window=10)
