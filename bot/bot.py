@@ -22,13 +22,18 @@ from bot.tracker import Tracker, TrackerSettings
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.imagine", "cogs.actions")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.imagine",
+    "cogs.blend",
+    "cogs.describe",
+    "cogs.shorten",
+    "cogs.swapface",
+    "cogs.actions",
+)
 
 
 class MJCommandTree(app_commands.CommandTree["MJBot"]):
-    async def on_error(
-        self, interaction: discord.Interaction[MJBot], error: app_commands.AppCommandError
-    ) -> None:
+    async def on_error(self, interaction: discord.Interaction[MJBot], error: app_commands.AppCommandError) -> None:
         original: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             original = error.original

@@ -70,6 +70,7 @@ class Settings:
     task_timeout: float = 3600.0
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_bytes: int = 10 * 1024 * 1024
+    max_request_bytes: int = 20 * 1024 * 1024
     default_locale: str = "en"
     log_level: str = "INFO"
 
@@ -109,6 +110,7 @@ class Settings:
             task_timeout=_float(env, "TASK_TIMEOUT", 3600.0, minimum=1.0),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024),
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024),
+            max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024),
             default_locale=_choice(env, "DEFAULT_LOCALE", ("en", "zh-cn"), "en"),
             log_level=_get(env, "LOG_LEVEL", "INFO").upper() or "INFO",
         )

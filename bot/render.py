@@ -31,11 +31,13 @@ ACTION_ID = "mj:act:{task}:{index}"  # an upstream button, by its index in task.
 CHANGE_ID = "mj:chg:{task}:{op}"  # U1..U4 / V1..V4 / R on basic servers (no buttons)
 PICK_ID = "mj:pick:{task}:{index}"  # describe / shorten candidate -> editable imagine
 MODAL_TASK_ID = "mj:open:{task}"  # open the prompt modal of a MODAL task (remix)
+REDESCRIBE_ID = "mj:redo:{task}"  # describe the same image again
 
 ACTION_TEMPLATE = r"mj:act:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d{1,2})"
 CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
 PICK_TEMPLATE = r"mj:pick:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d)"
 MODAL_TASK_TEMPLATE = r"mj:open:(?P<task>[0-9A-Za-z_-]{1,40})"
+REDESCRIBE_TEMPLATE = r"mj:redo:(?P<task>[0-9A-Za-z_-]{1,40})"
 
 MAX_ROWS = 5
 ROW_WIDTH = 5
@@ -209,9 +211,7 @@ def layout_rows(groups: list[tuple[str, ButtonSpec]]) -> tuple[ButtonSpec, ...]:
     placed: list[ButtonSpec] = []
     for row_index, row in enumerate(rows):
         for spec in row:
-            placed.append(
-                ButtonSpec(spec.custom_id, spec.label, spec.emoji, spec.style, row_index, spec.disabled)
-            )
+            placed.append(ButtonSpec(spec.custom_id, spec.label, spec.emoji, spec.style, row_index, spec.disabled))
     return tuple(placed)
 
 
@@ -253,7 +253,9 @@ def pick_buttons(record: TaskRecord, count: int) -> tuple[ButtonSpec, ...]:
 
 def result_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     if record.action == "DESCRIBE":
-        return pick_buttons(record, len(record.extra.get("candidates", [])))
+        picks = pick_buttons(record, len(record.extra.get("candidates", [])))
+        retry = ButtonSpec(REDESCRIBE_ID.format(task=record.id), "", "🔄", 2, row=picks[-1].row if picks else 0)
+        return (*picks, retry)
     if record.action == "SHORTEN":
         return pick_buttons(record, len(record.extra.get("options", [])))
     specs = action_buttons(record)
@@ -311,9 +313,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
             embed.set_image(url=shown_image)
         if record.finished_at and record.created_at:
             took = max(0, int(record.finished_at - record.created_at))
-            embed.add_field(
-                name=t("field.took", locale), value=t("duration", locale, m=took // 60, s=took % 60)
-            )
+            embed.add_field(name=t("field.took", locale), value=t("duration", locale, m=took // 60, s=took % 60))
         embed.set_footer(text=t("footer.task", locale, id=record.id))
         content = t("content.done", locale, mention=mention)
         return MessageParts(content, embed, result_buttons(record))
@@ -342,12 +342,18 @@ def render_submitted(record: TaskRecord) -> MessageParts:
     return render_task(record)
 
 
+class StaticView(discord.ui.View):
+    """Buttons to show, never to listen on: clicks are handled by the DynamicItems registered in
+    cogs/, so this view must stay out of discord.py's view store (which would answer them too)."""
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
 def build_view(buttons: tuple[ButtonSpec, ...]) -> discord.ui.View | None:
-    """A static view: its clicks are handled by the DynamicItems registered in cogs/, so the view
-    itself is stopped at once (a stopped view is not kept in discord.py's view store)."""
     if not buttons:
         return None
-    view = discord.ui.View(timeout=None)
+    view = StaticView(timeout=None)
     for spec in buttons:
         view.add_item(
             discord.ui.Button(

@@ -10,9 +10,10 @@ import discord
 from bot import render
 from bot.client import data_url
 from bot.errors import BotError, InputError
+from bot.i18n import t
 from bot.images import check_image
 from bot.jobs import Submit
-from bot.responder import locale_of, report_error
+from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ else:
     Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
+
+# Two clicks on one button within this many seconds submit one action.
+CLICK_WINDOW = 10.0
 
 
 async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
@@ -39,6 +43,17 @@ async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
         raise InputError("input.download_failed") from None
     checked = check_image(data, max_bytes=max_bytes)
     return data_url(checked.data, checked.mime)
+
+
+async def read_images(attachments: list[discord.Attachment | None], *, max_bytes: int, max_total: int) -> list[str]:
+    """Several attachments as data URLs; also caps the request body the API will receive."""
+    present = [a for a in attachments if a is not None]
+    total = sum(a.size for a in present)
+    if total > max_total:
+        raise InputError(
+            "input.total_too_large", size_mb=f"{total / 1048576:.1f}", limit_mb=f"{max_total / 1048576:.0f}"
+        )
+    return [await read_image(a, max_bytes=max_bytes) for a in present]
 
 
 async def discard_thinking(interaction: Interaction) -> None:
@@ -102,9 +117,7 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
                 mention_author=False,
             )
         except discord.HTTPException as exc:
-            log.info(
-                "Posting task %s with the bot token failed (HTTP %s); using a followup", record.id, exc.status
-            )
+            log.info("Posting task %s with the bot token failed (HTTP %s); using a followup", record.id, exc.status)
     if message is None:
         try:
             message = await interaction.followup.send(content=parts.content, embed=parts.embed, wait=True)
@@ -113,3 +126,45 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
             bot.tracker.track(record)
             return record
     return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
+
+
+async def submit_click(
+    interaction: Interaction,
+    parent: TaskRecord,
+    button_key: str,
+    submit: Submit,
+    *,
+    action: str,
+    prompt: str,
+) -> None:
+    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal."""
+    bot = interaction.client
+    if not await bot.store.claim_click(parent.id, button_key, interaction.user.id, window=CLICK_WINDOW):
+        await reply(interaction, t("click.already", locale_of(interaction)))
+        return
+    await interaction.response.defer()
+    try:
+        record, result = await bot.jobs.submit(
+            submit,
+            action=action,
+            prompt=prompt,
+            user_id=interaction.user.id,
+            channel_id=interaction.channel_id or parent.channel_id,
+            guild_id=interaction.guild_id,
+            locale=locale_of(interaction),
+            parent_id=parent.id,
+            upstream=parent.upstream,
+        )
+    except BotError as error:
+        await bot.store.release_click(parent.id, button_key)
+        await report_error(interaction, error)
+        return
+    if result.needs_modal:
+        # The server wants the prompt confirmed (remix). The interaction is already answered, so
+        # offer a button that opens the modal.
+        view = render.build_view(
+            (render.ButtonSpec(render.MODAL_TASK_ID.format(task=record.id), t("modal.open", record.locale), "✏️", 1),)
+        )
+        await interaction.followup.send(t("modal.needed", record.locale), view=view, ephemeral=True)  # type: ignore[arg-type]
+        return
+    await post_for_click(interaction, record)

@@ -22,7 +22,7 @@ from bot.models import SUCCESS
 from bot.prompts import clean_prompt, with_zoom
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
-from cogs._shared import post_for_click
+from cogs._shared import post_for_click, submit_click
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -32,9 +32,6 @@ else:
     Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
-
-# Two clicks on one button within this many seconds submit one action.
-CLICK_WINDOW = 10.0
 
 CHANGE_ACTIONS = {"U": "UPSCALE", "V": "VARIATION", "R": "REROLL"}
 
@@ -46,52 +43,6 @@ async def load_finished(interaction: Interaction, task_id: str) -> TaskRecord:
     if record.status != SUCCESS:
         raise InputError("click.not_finished")
     return record
-
-
-async def submit_click(
-    interaction: Interaction,
-    parent: TaskRecord,
-    button_key: str,
-    submit: Any,
-    *,
-    action: str,
-    prompt: str,
-) -> None:
-    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal."""
-    bot = interaction.client
-    if not await bot.store.claim_click(parent.id, button_key, interaction.user.id, window=CLICK_WINDOW):
-        await reply(interaction, t("click.already", locale_of(interaction)))
-        return
-    await interaction.response.defer()
-    try:
-        record, result = await bot.jobs.submit(
-            submit,
-            action=action,
-            prompt=prompt,
-            user_id=interaction.user.id,
-            channel_id=interaction.channel_id or parent.channel_id,
-            guild_id=interaction.guild_id,
-            locale=locale_of(interaction),
-            parent_id=parent.id,
-            upstream=parent.upstream,
-        )
-    except BotError as error:
-        await bot.store.release_click(parent.id, button_key)
-        await report_error(interaction, error)
-        return
-    if result.needs_modal:
-        # The server wants the prompt confirmed (remix). The interaction is already answered, so
-        # offer a button that opens the modal.
-        view = render.build_view(
-            (
-                render.ButtonSpec(
-                    render.MODAL_TASK_ID.format(task=record.id), t("modal.open", record.locale), "✏️", 1
-                ),
-            )
-        )
-        await interaction.followup.send(t("modal.needed", record.locale), view=view, ephemeral=True)  # type: ignore[arg-type]
-        return
-    await post_for_click(interaction, record)
 
 
 # ---- modals ---------------------------------------------------------------------------------------
@@ -169,9 +120,7 @@ class ModalTaskModal(PromptModal):
     """The second step of a MODAL task the server created (remix V/pan/reroll)."""
 
     def __init__(self, task: TaskRecord, locale: str) -> None:
-        super().__init__(
-            title=t("modal.remix_title", locale), locale=locale, default=task.final_prompt or task.prompt
-        )
+        super().__init__(title=t("modal.remix_title", locale), locale=locale, default=task.final_prompt or task.prompt)
         self.task = task
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
@@ -316,9 +265,7 @@ class PickButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render
             if not 1 <= self.index <= len(options):
                 raise InputError("click.unknown_button")
             locale = locale_of(interaction)
-            await interaction.response.send_modal(
-                PickModal(parent, self.index, options[self.index - 1], locale)
-            )
+            await interaction.response.send_modal(PickModal(parent, self.index, options[self.index - 1], locale))
         except Exception as error:
             await report_error(interaction, error)
 

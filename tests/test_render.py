@@ -110,7 +110,7 @@ def test_success_render_uses_the_attachment() -> None:
 
 def test_static_view_is_stopped_so_dynamic_items_handle_clicks() -> None:
     view = render.build_view(render.result_buttons(finished(GRID)))
-    assert view is not None and view.is_finished()
+    assert view is not None and not view.is_dispatchable()
     assert len(view.children) == 9
 
 
@@ -123,4 +123,4 @@ def test_apply_update_keeps_unknown_status_and_describe_candidates() -> None:
     })
     updated = apply_update(record(action="DESCRIBE"), described)  # type: ignore[arg-type]
     assert updated.extra["candidates"] == ["red fox", "blue fox", "green fox", "gold fox"]
-    assert [s.emoji for s in render.result_buttons(updated)] == ["1️⃣", "2️⃣", "3️⃣", "4️⃣"]
+    assert [s.emoji for s in render.result_buttons(updated)] == ["1️⃣", "2️⃣", "3️⃣", "4️⃣", "🔄"]

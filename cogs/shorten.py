@@ -1,0 +1,55 @@
+"""/shorten: Midjourney's analysis of a long prompt, with shorter options to imagine from."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot.errors import BotError
+from bot.prompts import clean_prompt
+from bot.responder import report_error
+from cogs._shared import submit_from_command
+from cogs.imagine import BOT_TYPES
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+
+class Shorten(commands.Cog):
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name=_("shorten"), description=_("Find the words that matter in a long prompt"))
+    @app_commands.describe(prompt=_("The prompt to analyse"), model=_("Midjourney or Niji"))
+    @app_commands.choices(model=BOT_TYPES)
+    async def shorten(
+        self,
+        interaction: Interaction,
+        prompt: app_commands.Range[str, 1, 6000],
+        model: app_commands.Choice[str] | None = None,
+    ) -> None:
+        try:
+            text = clean_prompt(prompt)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await interaction.response.defer(thinking=True)
+        bot_type = model.value if model else "MID_JOURNEY"
+        await submit_from_command(
+            interaction,
+            lambda client: client.shorten(text, bot_type=bot_type),
+            action="SHORTEN",
+            prompt=text,
+        )
+
+
+async def setup(bot: MJBot) -> None:
+    await bot.add_cog(Shorten(bot))
