@@ -30,9 +30,7 @@ class UpstreamError(BotError):
 
     key = "error.upstream"
 
-    def __init__(
-        self, detail: str = "", *, code: int | None = None, status: int | None = None, **params: Any
-    ):
+    def __init__(self, detail: str = "", *, code: int | None = None, status: int | None = None, **params: Any):
         super().__init__(detail, code=code, status=status, **params)
         self.code = code
         self.status = status

@@ -52,9 +52,7 @@ class CheckedImage:
 def check_image(data: bytes, *, max_bytes: int) -> CheckedImage:
     """Reject non-images, corrupt images and oversized files with a user-facing InputError."""
     if len(data) > max_bytes:
-        raise InputError(
-            "input.too_large", size_mb=f"{len(data) / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}"
-        )
+        raise InputError("input.too_large", size_mb=f"{len(data) / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}")
     mime = sniff_image(data)
     if mime is None:
         raise InputError("input.not_image")

@@ -21,9 +21,7 @@ def locale_of(interaction: discord.Interaction[Any]) -> str:
     return str(interaction.locale.value if interaction.locale else interaction.guild_locale or "en")
 
 
-async def reply(
-    interaction: discord.Interaction[Any], content: str, *, ephemeral: bool = True, **kwargs: Any
-) -> None:
+async def reply(interaction: discord.Interaction[Any], content: str, *, ephemeral: bool = True, **kwargs: Any) -> None:
     """send_message if the interaction is unanswered, else a followup."""
     try:
         if interaction.response.is_done():

@@ -54,9 +54,7 @@ class TaskRecord:
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> TaskRecord:
         values = dict(row)
-        buttons = tuple(
-            b for b in (MJButton.from_json(item) for item in json.loads(values["buttons"] or "[]")) if b
-        )
+        buttons = tuple(b for b in (MJButton.from_json(item) for item in json.loads(values["buttons"] or "[]")) if b)
         values["buttons"] = buttons
         values["extra"] = json.loads(values["extra"] or "{}")
         values["delivered"] = bool(values["delivered"])
@@ -133,9 +131,7 @@ class Store:
         record = replace(record, created_at=record.created_at or now, updated_at=now)
         placeholders = ", ".join("?" for _ in _COLUMNS)
         values = [_to_db(name, getattr(record, name)) for name in _COLUMNS]
-        await self._db.execute(
-            f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})", values
-        )
+        await self._db.execute(f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})", values)
         await self._db.commit()
         return record
 

@@ -148,9 +148,7 @@ class Tracker:
             elapsed = time.monotonic() - started
             self._wake.clear()
             try:
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=max(0.0, self.settings.poll_interval - elapsed)
-                )
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self.settings.poll_interval - elapsed))
                 # A new task arrived: give its submit a moment to settle, then poll.
                 await asyncio.sleep(min(0.5, self.settings.poll_interval))
             except TimeoutError:
@@ -351,21 +349,15 @@ class Tracker:
                 self.edits_sent += 1
                 return message
             except discord.NotFound:
-                log.warning(
-                    "Channel %s of task %s is gone; stopping its tracking", record.channel_id, record.id
-                )
+                log.warning("Channel %s of task %s is gone; stopping its tracking", record.channel_id, record.id)
                 await self._store.update_task(record.id, delivered=True)
                 self._active.pop(record.id, None)
                 return None
             except discord.Forbidden:
-                log.warning(
-                    "No permission to post task %s in channel %s; stopping", record.id, record.channel_id
-                )
+                log.warning("No permission to post task %s in channel %s; stopping", record.id, record.channel_id)
                 await self._store.update_task(record.id, delivered=True)
                 self._active.pop(record.id, None)
                 return None
             except discord.HTTPException as exc:
-                log.warning(
-                    "Discord refused the update of task %s (HTTP %s); retrying", record.id, exc.status
-                )
+                log.warning("Discord refused the update of task %s (HTTP %s); retrying", record.id, exc.status)
                 return None

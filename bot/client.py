@@ -1,0 +1,637 @@
+"""HTTP client for midjourney-proxy compatible APIs (relay, trueai, basic).
+
+It knows nothing about Discord: typed methods return domain values from bot.models, and every
+failure shape the three server kinds produce (shared/MJ_API.md "Submit answers and errors") becomes
+one typed error from bot.errors, so callers never see httpx exceptions or raw bodies.
+
+Submits are never retried (a repeated submit may be charged twice); reads are retried with
+exponential backoff and honour Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from bot.errors import (
+    BannedPrompt,
+    InvalidRequest,
+    QueueFull,
+    QuotaExhausted,
+    TaskNotFound,
+    TransientError,
+    Unauthorized,
+    UnsupportedAction,
+    UpstreamError,
+)
+from bot.models import MJTask, SubmitResult, coerce_id
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
+MODES = ("", "fast", "relax", "turbo")
+CHANGE_ACTIONS = ("UPSCALE", "VARIATION", "REROLL")
+ACCEPTED_CODES = frozenset({1, 21, 22})
+USER_AGENT = "mj-discord-bot/0.1 (+httpx)"
+
+#: Longest detail kept from a server body; HTML error pages and stack traces are not messages.
+_MAX_DETAIL = 300
+
+# Words that classify free-text answers (code 4/9, trueai success:false, relay descriptions).
+# Order matters: "队列数已达上限" is a full queue, not a used-up quota.
+_QUEUE_WORDS = ("队列", "并发", "queue full", "queue is full", "负载已饱和", "overload")
+_QUOTA_WORDS = ("quota", "今日", "次数", "额度", "余额", "上限", "daily limit")
+_UNSUPPORTED_WORDS = ("unknown_action", "未知的 action", "不支持", "not support", "unsupported")
+_NOT_FOUND_WORDS = ("task_not_found", "task_no_found", "不存在", "已失效", "not found")
+_ACCOUNT_WORDS = ("账号", "account", "实例")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpstreamConfig:
+    """One midjourney-proxy server the bot talks to. The key never appears in repr or errors."""
+
+    name: str = "default"
+    base_url: str
+    api_key: str = field(repr=False)
+    auth_style: str = "bearer"
+    mode: str = ""
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        style = (self.auth_style or "").strip().lower()
+        if style not in AUTH_STYLES:
+            raise ValueError(f"unknown auth_style {self.auth_style!r}; expected one of {', '.join(AUTH_STYLES)}")
+        mode = (self.mode or "").strip().lower()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; expected one of fast, relax, turbo or empty")
+        base_url = (self.base_url or "").strip().rstrip("/")
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        key = (self.api_key or "").strip()
+        if any(ord(c) < 0x21 or ord(c) > 0x7E for c in key):
+            # Never name the key: a pasted key with a newline would otherwise end up in a log.
+            raise ValueError(f"the API key of upstream {self.name!r} contains spaces or non-ASCII characters")
+        if not self.timeout or self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {self.timeout!r}")
+        object.__setattr__(self, "auth_style", style)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "base_url", base_url)
+        object.__setattr__(self, "api_key", key)
+
+    @property
+    def path_prefix(self) -> str:
+        """Speed mode is a path prefix (/mj-fast/mj/...): there is no body field that works everywhere."""
+        return f"/mj-{self.mode}" if self.mode else ""
+
+    def auth_headers(self) -> dict[str, str]:
+        """The header for this server kind: relays want Bearer, trueai a raw value, basic mj-api-secret."""
+        if not self.api_key:
+            return {}
+        if self.auth_style == "bearer":
+            return {"Authorization": f"Bearer {self.api_key}"}
+        if self.auth_style == "raw":
+            return {"Authorization": self.api_key}
+        return {"mj-api-secret": self.api_key}
+
+
+def data_url(data: bytes, mime: str) -> str:
+    """Images go up as data URLs (base64Array, base64, maskBase64, sourceBase64...)."""
+    if not mime or "/" not in mime:
+        raise ValueError(f"not a MIME type: {mime!r}")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+# ---- answer interpretation -----------------------------------------------------------------------
+
+
+def _contains(text: str, words: Sequence[str]) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in words)
+
+
+def _scrub(text: str, secret: str) -> str:
+    """Server text becomes `detail`; make sure it can never carry the key, and keep it short."""
+    text = " ".join(text.split())
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    if len(text) > _MAX_DETAIL:
+        text = text[: _MAX_DETAIL - 1] + "…"
+    return text
+
+
+def _decode(response: httpx.Response) -> tuple[Any, bool]:
+    """(decoded JSON, True) or (None, False) when the body is empty, truncated or not JSON."""
+    if not response.content.strip():
+        return None, False
+    try:
+        return json.loads(response.content), True
+    except (ValueError, UnicodeDecodeError):
+        return None, False
+
+
+def _looks_like_html(response: httpx.Response) -> bool:
+    content_type = response.headers.get("content-type", "").lower()
+    return "html" in content_type or response.text.lstrip()[:1] == "<"
+
+
+def _body_detail(response: httpx.Response, body: Any, is_json: bool, secret: str) -> str:
+    """The server's own words: relay error.message, description, trueai message, or plain text."""
+    text = ""
+    if is_json and isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            text = str(error.get("message") or "")
+        for key in ("description", "message", "error", "title", "detail"):
+            if text:
+                break
+            value = body.get(key)
+            if isinstance(value, str):
+                text = value
+    elif not is_json and response.content and not _looks_like_html(response):
+        text = response.text
+    return _scrub(text, secret)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (delta or HTTP date), or None."""
+    raw = response.headers.get("retry-after", "").strip()
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _int_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _error_for_text(text: str, *, code: int | None, status: int) -> UpstreamError | None:
+    """Classify refusals whose meaning is only in their words (code 4/9, success:false, relay)."""
+    if _contains(text, _QUEUE_WORDS):
+        return QueueFull(text, code=code, status=status)
+    if _contains(text, _QUOTA_WORDS):
+        return QuotaExhausted(text, code=code, status=status)
+    if _contains(text, _UNSUPPORTED_WORDS):
+        return UnsupportedAction(text, code=code, status=status)
+    if _contains(text, _NOT_FOUND_WORDS):
+        return TaskNotFound(text, code=code, status=status)
+    return None
+
+
+def _error_for_code(
+    code: int, detail: str, properties: Mapping[str, Any], *, status: int, retry_after: float | None
+) -> UpstreamError:
+    """The `code` field of a submit answer (or a relay error body) to a typed error."""
+    if code == 24:
+        word = properties.get("bannedWord")
+        return BannedPrompt(detail, word=str(word).strip() if word else None, code=code, status=status)
+    if code in (23, 30):
+        return QueueFull(detail, retry_after=retry_after, code=code, status=status)
+    if code == 3:
+        if _contains(detail, _ACCOUNT_WORDS) and not _contains(detail, _NOT_FOUND_WORDS[:2]):
+            # "无可用的账号实例": no Midjourney account is available, not a missing task.
+            return UpstreamError(detail, code=code, status=status)
+        return TaskNotFound(detail, code=code, status=status)
+    if code == 4:
+        return _error_for_text(detail, code=code, status=status) or InvalidRequest(detail, code=code, status=status)
+    if code == 9:
+        if _contains(detail, _QUEUE_WORDS):
+            return QueueFull(detail, retry_after=retry_after, code=code, status=status)
+        return UpstreamError(detail, code=code, status=status)
+    if code == 5:
+        # Relay "do_request_failed", "read_response_body_failed"...: its upstream misbehaved.
+        return TransientError(detail, code=code, status=status)
+    return _error_for_text(detail, code=code, status=status) or UpstreamError(detail, code=code, status=status)
+
+
+def _error_for_answer(response: httpx.Response, body: Any, is_json: bool, secret: str) -> UpstreamError | None:
+    """The typed error for an answer, or None when it is a success (see _raise_for_answer)."""
+    status = response.status_code
+    detail = _body_detail(response, body, is_json, secret)
+    retry_after = _retry_after(response)
+    shown = detail or f"HTTP {status}"
+    mj_shaped = is_json and isinstance(body, dict)
+    code = _int_code(body.get("code")) if mj_shaped else None
+    properties = body.get("properties") if mj_shaped else None
+    properties = properties if isinstance(properties, dict) else {}
+
+    if status in (401, 403):
+        return Unauthorized(shown, status=status)
+    if status == 429:
+        return QueueFull(shown, retry_after=retry_after, code=code, status=status)
+    if status == 408 or status >= 500:
+        return TransientError(shown, status=status, retry_after=retry_after)
+    if 300 <= status < 400:
+        try:
+            host = httpx.URL(response.headers.get("location", "")).host or "another address"
+        except httpx.InvalidURL:
+            host = "another address"
+        return UpstreamError(f"the server redirected to {host}; check the base URL", status=status)
+    if status in (404, 405):
+        if code is not None and code not in ACCEPTED_CODES and "description" in body:
+            return _error_for_code(code, shown, properties, status=status, retry_after=retry_after)
+        # No midjourney-proxy answer at all: the server lacks this endpoint (basic: no buttons).
+        return UnsupportedAction(detail or "endpoint not available on this server", status=status)
+    if status == 413:
+        return InvalidRequest(detail or "request too large for this server", status=status)
+    if not is_json:
+        if 200 <= status < 300:
+            what = "an empty answer" if not response.content.strip() else "an answer that is not JSON"
+            return TransientError(f"the server sent {what}", status=status)
+        return InvalidRequest(shown, status=status)
+    if mj_shaped:
+        if body.get("success") is False:
+            # trueai LogicException: HTTP 200 {"success": false, "code": -1, "message": "..."}
+            return _error_for_text(shown, code=code, status=status) or UpstreamError(shown, code=code, status=status)
+        if isinstance(body.get("error"), dict) and "id" not in body:
+            # relay (new-api) {"error": {"message", "type", "code"}}
+            return _error_for_text(shown, code=None, status=status) or _generic(shown, status)
+        if code is not None and code not in ACCEPTED_CODES:
+            return _error_for_code(code, shown, properties, status=status, retry_after=retry_after)
+    if not 200 <= status < 300:
+        return _generic(shown, status)
+    return None
+
+
+def _raise_for_answer(response: httpx.Response, *, secret: str = "") -> Any:
+    """Return the decoded JSON of a successful answer; raise the typed error for every other shape.
+
+    Shapes: submit results {code, description, result, properties}; relay errors
+    {description, type, code} and {error: {message}}; trueai {success: false, message}; plain-text
+    or empty 401/403/429; HTML 5xx pages; truncated or non-JSON bodies. `secret` is scrubbed
+    from any server text that becomes an error detail.
+    """
+    body, is_json = _decode(response)
+    error = _error_for_answer(response, body, is_json, secret)
+    if error is not None:
+        raise error
+    return body
+
+
+def _generic(detail: str, status: int) -> UpstreamError:
+    if 400 <= status < 500:
+        return InvalidRequest(detail, status=status)
+    return UpstreamError(detail, status=status)
+
+
+def _submit_result(body: Any, *, secret: str) -> SubmitResult:
+    """A code 1/21/22 answer to SubmitResult; "id1,id2" results keep the rest as extra_ids."""
+    if not isinstance(body, dict) or _int_code(body.get("code")) not in ACCEPTED_CODES:
+        raise UpstreamError("the server sent an answer without a result code")
+    code = _int_code(body.get("code"))
+    assert code is not None
+    raw = body.get("result")
+    ids: list[str] = []
+    if isinstance(raw, list):
+        ids = [i for i in (coerce_id(item) for item in raw) if i]
+    else:
+        text = coerce_id(raw)
+        if text:
+            ids = [part.strip() for part in text.split(",") if part.strip()]
+    description = _scrub(str(body.get("description") or ""), secret)
+    if not ids:
+        raise UpstreamError(description or "the server accepted the request but sent no task id", code=code)
+    properties = body.get("properties")
+    return SubmitResult(
+        code=code,
+        task_id=ids[0],
+        description=description,
+        properties=properties if isinstance(properties, dict) else {},
+        extra_ids=tuple(ids[1:]),
+    )
+
+
+def _same_origin(url: httpx.URL, origin: httpx.URL) -> bool:
+    return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
+
+
+def _drop_none(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}
+
+
+# ---- the client ----------------------------------------------------------------------------------
+
+
+class MJClient:
+    """One upstream: one httpx.AsyncClient, typed submits (never retried) and reads (retried)."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        read_retries: int = 3,
+        backoff: float = 0.5,
+        max_retry_after: float = 30.0,
+    ) -> None:
+        self.config = config
+        self._read_retries = max(0, read_retries)
+        self._backoff = max(0.0, backoff)
+        self._max_retry_after = max(0.0, max_retry_after)
+        self._origin = httpx.URL(config.base_url)
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
+            transport=transport,
+            follow_redirects=False,  # a redirect must never carry the key to another host
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+        )
+
+    def __repr__(self) -> str:
+        return f"<MJClient {self.config.name!r} {self.config.base_url}>"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ---- transport ----
+
+    async def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """One HTTP exchange; transport failures become TransientError (the key never leaves its host)."""
+        full_path = self.config.path_prefix + path
+        request = self._http.build_request(method, full_path, json=body)
+        if _same_origin(request.url, self._origin):
+            request.headers.update(self.config.auth_headers())
+        started = time.monotonic()
+        try:
+            response = await self._http.send(request)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"no answer within {self.config.timeout:g} s ({type(exc).__name__})") from None
+        except httpx.ConnectError as exc:
+            raise TransientError(f"could not connect ({type(exc).__name__})") from None
+        except httpx.RequestError as exc:
+            raise TransientError(f"connection failed ({type(exc).__name__})") from None
+        log.debug(
+            "%s %s %s -> HTTP %s in %.0f ms",
+            self.config.name,
+            method,
+            full_path,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    async def _submit(self, path: str, body: Mapping[str, Any]) -> SubmitResult:
+        """POST a submit once. Never retried: a lost answer may still have started (and charged) a task."""
+        response = await self._send("POST", path, _drop_none(body))
+        data = _raise_for_answer(response, secret=self.config.api_key)
+        result = _submit_result(data, secret=self.config.api_key)
+        log.info("%s %s accepted: code %s, task %s", self.config.name, path, result.code, result.task_id)
+        return result
+
+    async def _read(self, method: str, path: str, body: Any, parse: Callable[[httpx.Response], T]) -> T:
+        """A read with retries: 5xx, timeouts, garbage and 429 are retried with backoff."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(method, path, body)
+                return parse(response)
+            except (TransientError, QueueFull) as exc:
+                if attempt >= self._read_retries:
+                    raise
+                delay = self._retry_delay(attempt, exc)
+                log.warning(
+                    "%s %s %s failed (%s), retry %d/%d in %.2f s",
+                    self.config.name,
+                    method,
+                    path,
+                    type(exc).__name__,
+                    attempt + 1,
+                    self._read_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    def _retry_delay(self, attempt: int, exc: Exception) -> float:
+        hinted = getattr(exc, "retry_after", None)
+        if hinted is None and isinstance(exc, TransientError):
+            hinted = exc.params.get("retry_after")
+        if isinstance(hinted, int | float):
+            return min(float(hinted), self._max_retry_after)
+        return min(self._backoff * (2**attempt), self._max_retry_after)
+
+    # ---- submits ----
+
+    async def imagine(
+        self,
+        prompt: str,
+        *,
+        bot_type: str = "MID_JOURNEY",
+        images: Sequence[str] = (),
+        notify_hook: str | None = None,
+        state: str | None = None,
+    ) -> SubmitResult:
+        """/imagine; `images` are data URLs sent as base64Array (reference images)."""
+        return await self._submit(
+            "/mj/submit/imagine",
+            {
+                "prompt": prompt,
+                "botType": bot_type,
+                "base64Array": list(images) or None,
+                "notifyHook": notify_hook or None,
+                "state": state,
+            },
+        )
+
+    async def blend(
+        self,
+        images: Sequence[str],
+        *,
+        dimensions: str = "SQUARE",
+        bot_type: str = "MID_JOURNEY",
+        notify_hook: str | None = None,
+    ) -> SubmitResult:
+        """/blend of 2-5 data URLs; the server validates the count (code 4)."""
+        return await self._submit(
+            "/mj/submit/blend",
+            {
+                "base64Array": list(images),
+                "dimensions": dimensions,
+                "botType": bot_type,
+                "notifyHook": notify_hook or None,
+            },
+        )
+
+    async def describe(
+        self, image: str, *, bot_type: str = "MID_JOURNEY", notify_hook: str | None = None
+    ) -> SubmitResult:
+        """/describe one data URL (field `base64`)."""
+        return await self._submit(
+            "/mj/submit/describe",
+            {"base64": image, "botType": bot_type, "notifyHook": notify_hook or None},
+        )
+
+    async def shorten(
+        self, prompt: str, *, bot_type: str = "MID_JOURNEY", notify_hook: str | None = None
+    ) -> SubmitResult:
+        """/shorten (not on basic servers: UnsupportedAction)."""
+        return await self._submit(
+            "/mj/submit/shorten",
+            {"prompt": prompt, "botType": bot_type, "notifyHook": notify_hook or None},
+        )
+
+    async def action(self, task_id: str, custom_id: str, *, notify_hook: str | None = None) -> SubmitResult:
+        """A click on a finished task's button. Check `needs_modal` on the result (relays hide code 21)."""
+        return await self._submit(
+            "/mj/submit/action",
+            {"taskId": task_id, "customId": custom_id, "notifyHook": notify_hook or None},
+        )
+
+    async def modal(
+        self,
+        task_id: str,
+        prompt: str,
+        *,
+        mask_base64: str | None = None,
+        notify_hook: str | None = None,
+    ) -> SubmitResult:
+        """Second step for the MODAL task id; `prompt` is always sent because older servers require it."""
+        return await self._submit(
+            "/mj/submit/modal",
+            {
+                "taskId": task_id,
+                "prompt": prompt or "",
+                "maskBase64": mask_base64 or None,
+                "notifyHook": notify_hook or None,
+            },
+        )
+
+    async def swap_face(self, source: str, target: str, *, notify_hook: str | None = None) -> SubmitResult:
+        """Face swap: `source` = the face, `target` = the picture (both data URLs)."""
+        return await self._submit(
+            "/mj/insight-face/swap",
+            {"sourceBase64": source, "targetBase64": target, "notifyHook": notify_hook or None},
+        )
+
+    async def change(
+        self, task_id: str, action: str, index: int | None = None, *, notify_hook: str | None = None
+    ) -> SubmitResult:
+        """U/V/reroll on basic servers (no buttons). Relays demand an index even for REROLL: send 1."""
+        name = action.strip().upper()
+        if name not in CHANGE_ACTIONS:
+            raise ValueError(f"change action must be one of {', '.join(CHANGE_ACTIONS)}, got {action!r}")
+        if name == "REROLL":
+            index = 1
+        elif index is None or not 1 <= index <= 4:
+            raise ValueError(f"{name} needs an index from 1 to 4, got {index!r}")
+        return await self._submit(
+            "/mj/submit/change",
+            {"taskId": task_id, "action": name, "index": index, "notifyHook": notify_hook or None},
+        )
+
+    # ---- reads ----
+
+    async def fetch(self, task_id: str) -> MJTask | None:
+        """One task, or None if the server does not know it (204, empty 200, task_no_found, 404 code 3)."""
+        secret = self.config.api_key
+
+        def parse(response: httpx.Response) -> MJTask | None:
+            status = response.status_code
+            if status == 204 or (200 <= status < 300 and not response.content.strip()):
+                return None
+            body, is_json = _decode(response)
+            if is_json and isinstance(body, dict) and status in (400, 404):
+                code = _int_code(body.get("code"))
+                text = str(body.get("description") or "")
+                if (status == 404 and code == 3) or _contains(text, _NOT_FOUND_WORDS[:2]):
+                    return None
+            data = _raise_for_answer(response, secret=secret)
+            if data is None:
+                return None
+            task = MJTask.from_json(data)
+            if task is None:
+                log.warning("%s fetch %s: the answer is not a task", self.config.name, task_id)
+            return task
+
+        return await self._read("GET", f"/mj/task/{quote(str(task_id), safe='')}/fetch", None, parse)
+
+    async def list_by_ids(self, ids: Sequence[str]) -> list[MJTask]:
+        """Many tasks in one call. Unknown ids are simply missing; order is the server's.
+
+        Raises UnsupportedAction on HTTP 404/405 so the caller can fall back to fetch().
+        """
+        wanted = list(dict.fromkeys(str(i) for i in ids if str(i)))
+        if not wanted:
+            return []
+        secret = self.config.api_key
+
+        def parse(response: httpx.Response) -> list[MJTask]:
+            if response.status_code in (404, 405):
+                raise UnsupportedAction("list-by-condition is not available", status=response.status_code)
+            data = _raise_for_answer(response, secret=secret)
+            if isinstance(data, dict):
+                data = next((data[k] for k in ("result", "data", "list") if isinstance(data.get(k), list)), None)
+            if not isinstance(data, list):
+                raise UpstreamError("list-by-condition did not answer a list", status=response.status_code)
+            return [task for task in (MJTask.from_json(item) for item in data) if task is not None]
+
+        return await self._read("POST", "/mj/task/list-by-condition", {"ids": wanted}, parse)
+
+    async def image_seed(self, task_id: str) -> str:
+        """The Midjourney seed of a finished task (not on basic servers: UnsupportedAction)."""
+        secret = self.config.api_key
+
+        def parse(response: httpx.Response) -> str:
+            data = _raise_for_answer(response, secret=secret)
+            seed = coerce_id(data.get("result")) if isinstance(data, dict) else None
+            if seed is None:
+                raise UpstreamError("the server sent no seed", status=response.status_code)
+            return seed
+
+        return await self._read("GET", f"/mj/task/{quote(str(task_id), safe='')}/image-seed", None, parse)
+
+    async def check(self) -> None:
+        """A cheap authenticated read for testing a key: raises Unauthorized etc., returns None if fine."""
+        try:
+            await self.list_by_ids(["0"])
+        except UnsupportedAction:
+            await self.fetch("0")

@@ -1,0 +1,1333 @@
+"""A simulated midjourney-proxy server: the tests' fake upstream and the bot's "try-it" mode.
+
+One aiohttp app on 127.0.0.1 that speaks the API of shared/MJ_API.md in three flavours:
+- "relay" (new-api): Bearer keys, codes 22 -> 1 and 21 -> 1 (except Inpaint/CustomZoom), its own
+  error shapes, status "" right after a submit, no PicReader/PromptAnalyzer/BOOKMARK/animate;
+- "trueai" (trueai-org): raw Authorization or mj-api-secret, full Plus API, plain-text 401s;
+- "basic" (novicezk): mj-api-secret only, no buttons/action/modal/shorten/swap/image-seed, /submit/change.
+
+Tasks walk NOT_START -> SUBMITTED -> IN_PROGRESS (previews) -> SUCCESS with realistic buttons and
+Pillow-drawn PNGs. The clock is either "reads" (each read of a task advances it one step:
+deterministic for tests) or "time" (one step every `step_seconds`: the try-it mode). Fault knobs
+(fail_next, next_submit_code, ...) produce the error shapes real servers send.
+
+Run standalone: python -m bot.simulator --port 8080 --flavor relay --clock time
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import re
+import textwrap
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from aiohttp import web
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+log = logging.getLogger(__name__)
+
+FLAVORS = ("relay", "trueai", "basic")
+CLOCKS = ("reads", "time")
+AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
+FAULT_KINDS = ("401", "500", "502", "timeout", "garbage", "truncated", "429", "reset")
+MODE_PREFIXES = {"mj-fast": "FAST", "mj-relax": "RELAX", "mj-turbo": "TURBO"}
+
+NOT_START = "NOT_START"
+SUBMITTED = "SUBMITTED"
+MODAL = "MODAL"
+IN_PROGRESS = "IN_PROGRESS"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+CANCEL = "CANCEL"
+FINAL = frozenset({SUCCESS, FAILURE, CANCEL})
+
+#: Actions whose result is a 2x2 grid with U1-4 / reroll / V1-4 buttons.
+GRID_ACTIONS = frozenset({"IMAGINE", "VARIATION", "REROLL", "BLEND", "PAN", "ZOOM"})
+KEYCAPS = tuple(f"{n}\ufe0f\u20e3" for n in range(10))
+WAITING_FOR_MODAL = "Waiting for window confirm"
+INSTANCE_ID = "1648406635623804928"
+
+_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
+_FAIL_WORD = re.compile(r"\bfail\b", re.IGNORECASE)
+_SPEED_FLAGS = re.compile(r"\s*--(fast|relax|turbo)\b", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class RecordedRequest:
+    """One request as the simulator saw it (header names lower-cased)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any = None
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SimTask:
+    """A task in the simulator's store; rendered per flavour by SimulatedProxy.task_json()."""
+
+    id: str
+    action: str
+    kind: str  # grid | single | describe | shorten | face
+    prompt: str = ""
+    prompt_en: str = ""
+    description: str = ""
+    submit_description: str = "Submit success"
+    final_prompt: str = ""
+    bot_type: str = "MID_JOURNEY"
+    mode: str | None = None
+    state: str | None = None
+    notify_hook: str | None = None
+    parent_id: str | None = None
+    custom_id: str = ""
+    hash: str = ""
+    index: int = 0
+    stage: int = 0
+    status: str = NOT_START
+    progress: str | None = None
+    submit_time: int = 0
+    start_time: int | None = None
+    finish_time: int | None = None
+    fail_reason: str = ""
+    pending_failure: str | None = None
+    held: bool = False
+    last_step: float = 0.0
+    buttons: list[dict[str, Any]] = field(default_factory=list)
+    source_image: bytes | None = None
+    source_mime: str = "image/png"
+    mask: str | None = None
+    image_count: int = 0
+
+
+@dataclass(slots=True)
+class _Fault:
+    kind: str
+    count: int
+    path_prefix: str | None
+
+
+@dataclass(slots=True)
+class _Forced:
+    code: int
+    description: str | None
+    properties: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Answer:
+    """A submit answer before flavour rendering."""
+
+    code: int
+    description: str
+    result: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    status: int = 200
+    keep_21: bool = False  # relay keeps code 21 only for Inpaint / CustomZoom
+
+
+class _Refusal(Exception):
+    def __init__(self, answer: _Answer) -> None:
+        super().__init__(answer.description)
+        self.answer = answer
+
+
+def _refuse(code: int, description: str, *, status: int = 200, **properties: Any) -> _Refusal:
+    return _Refusal(_Answer(code=code, description=description, status=status, properties=properties))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _button(custom_id: str, *, label: str = "", emoji: str = "") -> dict[str, Any]:
+    return {"customId": custom_id, "emoji": emoji, "label": label, "type": 2, "style": 2}
+
+
+def grid_buttons(job_hash: str) -> list[dict[str, Any]]:
+    """E3: U1-4, reroll, V1-4 of a grid message."""
+    buttons = [_button(f"MJ::JOB::upsample::{i}::{job_hash}", label=f"U{i}") for i in range(1, 5)]
+    buttons.append(_button(f"MJ::JOB::reroll::0::{job_hash}::SOLO", emoji="🔄"))
+    buttons += [_button(f"MJ::JOB::variation::{i}::{job_hash}", label=f"V{i}") for i in range(1, 5)]
+    return buttons
+
+
+def upscale_buttons(job_hash: str) -> list[dict[str, Any]]:
+    """E4: the V6 set of an upscaled image (13 buttons)."""
+    h = job_hash
+    return [
+        _button(f"MJ::JOB::upsample_v6_2x_subtle::1::{h}::SOLO", label="Upscale (Subtle)", emoji="upscale_1"),
+        _button(f"MJ::JOB::upsample_v6_2x_creative::1::{h}::SOLO", label="Upscale (Creative)", emoji="upscale_1"),
+        _button(f"MJ::JOB::low_variation::1::{h}::SOLO", label="Vary (Subtle)", emoji="🪄"),
+        _button(f"MJ::JOB::high_variation::1::{h}::SOLO", label="Vary (Strong)", emoji="🪄"),
+        _button(f"MJ::Inpaint::1::{h}::SOLO", label="Vary (Region)", emoji="🖌️"),
+        _button(f"MJ::Outpaint::50::1::{h}::SOLO", label="Zoom Out 2x", emoji="🔍"),
+        _button(f"MJ::Outpaint::75::1::{h}::SOLO", label="Zoom Out 1.5x", emoji="🔍"),
+        _button(f"MJ::CustomZoom::{h}", label="Custom Zoom", emoji="🔍"),
+        _button(f"MJ::JOB::pan_left::1::{h}::SOLO", emoji="⬅️"),
+        _button(f"MJ::JOB::pan_right::1::{h}::SOLO", emoji="➡️"),
+        _button(f"MJ::JOB::pan_up::1::{h}::SOLO", emoji="⬆️"),
+        _button(f"MJ::JOB::pan_down::1::{h}::SOLO", emoji="⬇️"),
+        _button(f"MJ::BOOKMARK::{h}", emoji="❤️"),
+    ]
+
+
+def describe_buttons() -> list[dict[str, Any]]:
+    """E5: PicReader picks, describe again, imagine all (no job hash)."""
+    buttons = [_button(f"MJ::Job::PicReader::{i}", emoji=KEYCAPS[i]) for i in range(1, 5)]
+    buttons.append(_button("MJ::Picread::Retry", emoji="🔄"))
+    buttons.append(_button("MJ::Job::PicReader::all", label="Imagine all", emoji="🎉"))
+    return buttons
+
+
+def shorten_buttons(count: int) -> list[dict[str, Any]]:
+    return [_button(f"MJ::Job::PromptAnalyzer::{i}", emoji=KEYCAPS[i]) for i in range(1, count + 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class _ButtonKind:
+    """What a customId does: the new task's action, and whether it always/sometimes needs a modal."""
+
+    action: str
+    index: int = 1
+    modal: str = "no"  # no | always | remix
+    special: str = ""  # picreader | picread_retry | custom_zoom | inpaint
+
+
+def classify_custom_id(custom_id: str) -> _ButtonKind | None:
+    """The action tables of MJ_API.md §Buttons; None = a button no server accepts through /action."""
+    parts = custom_id.split("::")
+    if len(parts) < 3 or parts[0] != "MJ":
+        return None
+    if parts[1] == "JOB":
+        word = parts[2]
+        index = int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 1
+        if word == "upsample":
+            return _ButtonKind("UPSCALE", index=index)
+        if word.startswith("upsample_"):
+            return _ButtonKind("UPSCALE")
+        if word == "variation":
+            return _ButtonKind("VARIATION", index=index, modal="remix")
+        if word in ("low_variation", "high_variation"):
+            return _ButtonKind("VARIATION", modal="remix")
+        if word == "reroll":
+            return _ButtonKind("REROLL", modal="remix")
+        if word.startswith("pan_"):
+            return _ButtonKind("PAN", modal="remix")
+        return None  # animate_*, video_*: rejected
+    if parts[1] == "Outpaint":
+        return _ButtonKind("ZOOM")
+    if parts[1] == "CustomZoom":
+        return _ButtonKind("ZOOM", modal="always", special="custom_zoom")
+    if parts[1] == "Inpaint":
+        return _ButtonKind("VARIATION", modal="always", special="inpaint")
+    if parts[1] == "Job" and parts[2] == "PicReader" and len(parts) > 3:
+        if parts[3] == "all":
+            return _ButtonKind("IMAGINE", index=0, special="picreader")
+        if parts[3].isdigit():
+            return _ButtonKind("IMAGINE", index=int(parts[3]), modal="always", special="picreader")
+        return None
+    if parts[1] == "Picread" and parts[2] == "Retry":
+        return _ButtonKind("DESCRIBE", special="picread_retry")
+    return None  # BOOKMARK, PromptAnalyzer, unknown
+
+
+def _decode_data_url(value: Any) -> tuple[str, bytes] | None:
+    if not isinstance(value, str):
+        return None
+    match = _DATA_URL.match(value.strip())
+    if not match:
+        return None
+    try:
+        return match.group("mime"), base64.b64decode(match.group("data"), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class SimulatedProxy:
+    """A fake midjourney-proxy on 127.0.0.1 (see the module docstring for flavours and knobs)."""
+
+    def __init__(
+        self,
+        *,
+        flavor: str = "relay",
+        api_key: str | None = None,
+        auth_style: str | None = None,
+        clock: str = "reads",
+        step_seconds: float = 2.0,
+        progress_steps: int = 3,
+        remix: bool = False,
+        banned_words: Sequence[str] = ("nude",),
+        numeric_ids: bool = False,
+        list_by_condition_enabled: bool = True,
+        image_size: int = 512,
+        image_noise: bool = False,
+        timeout_delay: float = 2.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"unknown flavor {flavor!r}; expected one of {', '.join(FLAVORS)}")
+        if clock not in CLOCKS:
+            raise ValueError(f"unknown clock {clock!r}; expected one of {', '.join(CLOCKS)}")
+        if auth_style is not None and auth_style not in AUTH_STYLES:
+            raise ValueError(f"unknown auth_style {auth_style!r}")
+        self.flavor = flavor
+        self.api_key = api_key
+        self.auth_style = auth_style
+        self.clock = clock
+        self.step_seconds = step_seconds
+        self.progress_steps = max(1, progress_steps)
+        self.remix = remix
+        self.banned_words = list(banned_words)
+        self.numeric_ids = numeric_ids
+        self.list_by_condition_enabled = list_by_condition_enabled
+        self.image_size = max(64, image_size)
+        self.image_noise = image_noise
+        self.timeout_delay = timeout_delay
+        self.host = host
+        self.port = port
+        self.base_url = ""
+        self.requests: list[RecordedRequest] = []
+        self.tasks: dict[str, SimTask] = {}
+        self.hook_deliveries: list[tuple[str, dict[str, Any]]] = []
+        self._rng = random.Random(seed)
+        self._faults: list[_Fault] = []
+        self._forced: list[_Forced] = []
+        self._images: dict[tuple[str, bool, int], bytes] = {}
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._last_id = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Bind 127.0.0.1 (random port unless `port` was given) and return the base URL."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._stopping = asyncio.Event()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.port = port
+        self.base_url = f"http://{host}:{port}"
+        if self.clock == "time":
+            self._ticker = asyncio.create_task(self._tick_forever(), name="simulator-clock")
+        log.info("Simulated midjourney-proxy (%s, clock=%s) at %s", self.flavor, self.clock, self.base_url)
+        return self.base_url
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ---- knobs for tests ----------------------------------------------------------------------
+
+    def fail_next(self, kind: str, count: int = 1, path_prefix: str | None = None) -> None:
+        """The next `count` matching requests fail with `kind` (see FAULT_KINDS)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        self._faults.append(_Fault(kind=kind, count=count, path_prefix=path_prefix))
+
+    def next_submit_code(
+        self, code: int, description: str | None = None, properties: dict[str, Any] | None = None
+    ) -> None:
+        """Force the next submit's answer code (22 queued, 23/9 queue full, 24 banned, 4, 30 relay...)."""
+        self._forced.append(_Forced(code=code, description=description, properties=properties))
+
+    def submits(self, path_suffix: str = "") -> list[RecordedRequest]:
+        """Recorded submit requests (POST /submit/... or /insight-face/...) whose path ends with the suffix."""
+        return [
+            r
+            for r in self.requests
+            if r.method == "POST"
+            and ("/submit/" in r.path or "/insight-face/" in r.path)
+            and r.path.endswith(path_suffix)
+        ]
+
+    def finish(self, task_id: str) -> None:
+        """Jump a task to SUCCESS now (held or not)."""
+        task = self.tasks[task_id]
+        task.pending_failure = None
+        self._set_stage(task, self._last_stage)
+
+    def fail(self, task_id: str, reason: str = "Invalid parameter, Invalid value") -> None:
+        """End a task with FAILURE and this failReason now."""
+        self._fail(self.tasks[task_id], reason)
+        self._notify(self.tasks[task_id])
+
+    def hold(self, task_id: str) -> None:
+        """Freeze a task where it is (reads and time no longer advance it)."""
+        self.tasks[task_id].held = True
+
+    def release(self, task_id: str) -> None:
+        task = self.tasks[task_id]
+        task.held = False
+        task.last_step = time.monotonic()
+
+    def task_json(self, task_id: str) -> dict[str, Any]:
+        """The task as this flavour's fetch would show it, without advancing the clock."""
+        return self._task_json(self.tasks[task_id])
+
+    # ---- HTTP entry point ---------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                json=body,
+                query=dict(request.query),
+            )
+        )
+        mode, route = self._split_mode(request.path)
+        if route is None:
+            return self._not_found(request.path)
+        if route.startswith("/mj/image/") and request.method == "GET":
+            return await self._image(route.removeprefix("/mj/image/"), request)
+
+        fault = self._take_fault(request.path, route)
+        if fault is not None and fault not in ("timeout", "truncated"):
+            return self._fault_response(fault, request)
+        if not self._authorized(request):
+            return self._unauthorized()
+
+        response = await self._route(request.method, route, body, mode)
+        if fault == "timeout":
+            # The work is done (a submit did start a task); the answer just comes too late.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.timeout_delay)
+        elif fault == "truncated":
+            payload = response.body if isinstance(response, web.Response) else None
+            data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+            cut = data[: max(1, len(data) // 2)] if data else b'{"code": 1, "descr'
+            return web.Response(body=cut, status=response.status, content_type="application/json")
+        return response
+
+    def _split_mode(self, path: str) -> tuple[str | None, str | None]:
+        """'/mj-fast/mj/x' -> ('FAST', '/mj/x'); basic servers have no speed prefixes."""
+        if path.startswith("/mj/"):
+            return None, path
+        head, _, rest = path.lstrip("/").partition("/")
+        if head in MODE_PREFIXES and self.flavor != "basic" and rest.startswith("mj/"):
+            return MODE_PREFIXES[head], "/" + rest
+        return None, None
+
+    async def _route(self, method: str, route: str, body: Any, mode: str | None) -> web.StreamResponse:
+        match = re.fullmatch(r"/mj/task/([^/]+)/(fetch|image-seed)", route)
+        if method == "GET" and match:
+            task_id, what = match.groups()
+            if what == "fetch":
+                return self._fetch(task_id)
+            return self._image_seed(task_id, route)
+        if method == "POST" and route in ("/mj/task/list-by-condition", "/mj/task/list-by-ids"):
+            if route.endswith("list-by-ids") and self.flavor != "trueai":
+                return self._not_found(route)
+            return self._list_by_condition(body, route)
+        submit = self._submit_handler(method, route)
+        if submit is None:
+            return self._not_found(route)
+        return self._submit(submit, body if isinstance(body, dict) else {}, mode)
+
+    # ---- auth ---------------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        """Check the key the way this flavour's server would."""
+        if not self.api_key:
+            return True
+        authorization = request.headers.get("Authorization", "")
+        secret = request.headers.get("mj-api-secret", "")
+        if self.auth_style is not None:
+            expected = {
+                "bearer": authorization == f"Bearer {self.api_key}",
+                "raw": authorization == self.api_key,
+                "mj-api-secret": secret == self.api_key,
+            }
+            if not expected[self.auth_style]:
+                return False
+        if self.flavor == "relay":
+            token = authorization if authorization and authorization != "midjourney-proxy" else secret
+            for prefix in ("Bearer ", "bearer "):
+                token = token.removeprefix(prefix)
+            return token.strip().removeprefix("sk-") == self.api_key.removeprefix("sk-")
+        if self.flavor == "trueai":
+            # trueai looks the raw Authorization value up as a token: "Bearer x" fails.
+            return (authorization or secret) == self.api_key
+        return secret == self.api_key
+
+    def _unauthorized(self) -> web.Response:
+        if self.flavor == "relay":
+            request_id = f"{_now_ms()}{self._rng.randrange(10**6):06d}"
+            return self._json(
+                {
+                    "error": {
+                        "message": f"无效的令牌 (request id: {request_id})",
+                        "type": "new_api_error",
+                        "code": "",
+                    }
+                },
+                status=401,
+            )
+        if self.flavor == "trueai":
+            return web.Response(status=401, text="Authorization header missing.")
+        return web.Response(status=401)
+
+    # ---- faults -------------------------------------------------------------------------------
+
+    def _take_fault(self, path: str, route: str) -> str | None:
+        for fault in self._faults:
+            if fault.path_prefix is None:
+                if route.startswith("/mj/image/"):
+                    continue  # images are downloaded elsewhere; only explicit prefixes hit them
+            elif not (path.startswith(fault.path_prefix) or route.startswith(fault.path_prefix)):
+                continue
+            fault.count -= 1
+            if fault.count <= 0:
+                self._faults.remove(fault)
+            return fault.kind
+        return None
+
+    def _fault_response(self, kind: str, request: web.Request) -> web.StreamResponse:
+        if kind == "401":
+            return self._unauthorized()
+        if kind == "429":
+            headers = {"Retry-After": "1"}
+            if self.flavor == "relay":
+                body = {
+                    "description": "当前分组负载已饱和，请稍后再试，或升级账户以提升服务质量。 ",
+                    "type": "upstream_error",
+                    "code": 30,
+                }
+                return self._json(body, status=429, headers=headers)
+            return web.Response(status=429, headers=headers)
+        if kind == "500":
+            if self.flavor == "trueai":
+                body = {"success": False, "code": -1, "message": "操作失败", "timestamp": str(_now_ms())}
+            elif self.flavor == "relay":
+                body = {"description": "do_request_failed ", "type": "upstream_error", "code": 5}
+            else:
+                body = self._spring_error(500, "Internal Server Error", request.path)
+            return self._json(body, status=500)
+        if kind == "502":
+            html = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+            html += "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>"
+            return web.Response(status=502, text=html, content_type="text/html")
+        if kind == "garbage":
+            return web.Response(
+                status=200, text="<!DOCTYPE html><html><body>Just a moment...</body></html>", content_type="text/html"
+            )
+        # "reset": drop the connection without an answer.
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def _fetch(self, task_id: str) -> web.Response:
+        task = self.tasks.get(task_id)
+        if task is None:
+            if self.flavor == "basic":
+                return web.Response(status=200, body=b"", content_type="application/json")
+            if self.flavor == "trueai":
+                return web.Response(status=204)
+            return self._json({"description": "task_no_found ", "type": "upstream_error", "code": 4}, status=400)
+        payload = self._task_json(task)
+        self._after_read(task)
+        return self._json(payload)
+
+    def _list_by_condition(self, body: Any, route: str) -> web.Response:
+        if not self.list_by_condition_enabled:
+            return self._not_found(route)
+        ids = body.get("ids") if isinstance(body, dict) else None
+        found = [self.tasks[str(i)] for i in ids or [] if str(i) in self.tasks]
+        found = list({task.id: task for task in found}.values())
+        self._rng.shuffle(found)
+        payload = [self._task_json(task) for task in found]
+        for task in found:
+            self._after_read(task)
+        return self._json(payload)
+
+    def _image_seed(self, task_id: str, route: str) -> web.Response:
+        if self.flavor == "basic":
+            return self._not_found(route)
+        task = self.tasks.get(task_id)
+        if task is None:
+            if self.flavor == "relay":
+                return self._json({"description": "task_no_found ", "type": "upstream_error", "code": 4}, status=400)
+            return self._json({"code": 3, "description": "任务不存在", "result": None}, status=404)
+        if task.status != SUCCESS or not task.hash:
+            return self._json({"code": 4, "description": "关联任务状态错误", "result": None}, status=400)
+        seed = str(int(task.hash.replace("-", "")[:8], 16))
+        return self._json({"code": 1, "description": "成功", "result": seed})
+
+    def _after_read(self, task: SimTask) -> None:
+        if self.clock == "reads":
+            self._advance(task)
+
+    # ---- submits ------------------------------------------------------------------------------
+
+    def _submit_handler(self, method: str, route: str) -> Any:
+        if method != "POST":
+            return None
+        handlers = {
+            "/mj/submit/imagine": self._imagine,
+            "/mj/submit/blend": self._blend,
+            "/mj/submit/describe": self._describe,
+            "/mj/submit/shorten": self._shorten,
+            "/mj/submit/action": self._action,
+            "/mj/submit/modal": self._modal,
+            "/mj/submit/change": self._change,
+            "/mj/insight-face/swap": self._swap_face,
+        }
+        unavailable = {
+            "basic": {"/mj/submit/shorten", "/mj/submit/action", "/mj/submit/modal", "/mj/insight-face/swap"},
+            "trueai": {"/mj/submit/change"},  # removed in trueai v10
+            "relay": set(),
+        }[self.flavor]
+        if route in unavailable:
+            return None
+        return handlers.get(route)
+
+    def _submit(self, handler: Any, body: dict[str, Any], mode: str | None) -> web.Response:
+        forced = self._forced.pop(0) if self._forced else None
+        if forced is not None and forced.code not in (1, 21, 22):
+            answer = _Answer(
+                code=forced.code,
+                description=forced.description or self._default_description(forced.code),
+                properties=dict(forced.properties or {}),
+                status=404 if forced.code == 3 and self.flavor == "trueai" else 200,
+            )
+            return self._render_answer(answer)
+        try:
+            answer = handler(body, mode)
+        except _Refusal as refusal:
+            return self._render_answer(refusal.answer)
+        if forced is not None:
+            answer.code = forced.code
+            answer.description = forced.description or self._default_description(forced.code, answer)
+            answer.properties.update(forced.properties or {})
+            if forced.code == 22:
+                answer.properties.setdefault("numberOfQueues", 1)
+                if forced.description is None:
+                    answer.description = f"排队中，前面还有{answer.properties['numberOfQueues']}个任务"
+        if answer.result and answer.result in self.tasks:
+            self.tasks[answer.result].submit_description = answer.description
+        return self._render_answer(answer)
+
+    def _default_description(self, code: int, answer: _Answer | None = None) -> str:
+        return {
+            1: "Submit success",
+            3: "无可用的账号实例",
+            4: "参数错误",
+            9: "提交失败，队列已满，请稍后重试",
+            21: WAITING_FOR_MODAL,
+            22: "排队中，前面还有1个任务",
+            23: "队列已满，请稍后尝试",
+            24: "可能包含敏感词",
+            30: "当前分组负载已饱和，请稍后再试，或升级账户以提升服务质量。",
+        }.get(code, "Submit failed")
+
+    def _render_answer(self, answer: _Answer) -> web.Response:
+        result: Any = answer.result
+        if self.numeric_ids and result is not None and result.isdigit():
+            result = int(result)
+        if self.flavor == "relay":
+            if answer.code in (1, 21, 22):
+                code = answer.code
+                if code == 22 or (code == 21 and not answer.keep_21):
+                    code = 1  # new-api's string replace of the upstream code
+                body = {
+                    "code": code,
+                    "description": answer.description,
+                    "result": result,
+                    "properties": answer.properties,
+                }
+                return self._json(body)
+            status = 429 if answer.code == 30 else 400
+            body = {
+                "description": f"{answer.description} {answer.result or ''}",
+                "type": "upstream_error",
+                "code": answer.code,
+            }
+            return self._json(body, status=status)
+        body = {
+            "code": answer.code,
+            "description": answer.description,
+            "result": result,
+            "properties": answer.properties,
+        }
+        return self._json(body, status=answer.status)
+
+    def _accepted(self, task: SimTask, *, description: str = "Submit success") -> _Answer:
+        return _Answer(
+            code=1,
+            description=description,
+            result=task.id,
+            properties={"discordChannelId": "1050703772185268251", "discordInstanceId": INSTANCE_ID},
+        )
+
+    def _check_prompt(self, prompt: str) -> None:
+        for word in self.banned_words:
+            if word and re.search(rf"\b{re.escape(word)}\b", prompt, re.IGNORECASE):
+                raise _refuse(24, "可能包含敏感词", promptEn=prompt, bannedWord=word)
+
+    def _check_bot_type(self, body: dict[str, Any]) -> str:
+        bot_type = str(body.get("botType") or "MID_JOURNEY")
+        aliases = {"mj": "MID_JOURNEY", "niji": "NIJI_JOURNEY"}
+        bot_type = aliases.get(bot_type, bot_type)
+        if bot_type not in ("MID_JOURNEY", "NIJI_JOURNEY"):
+            raise _refuse(4, "botType参数错误")
+        return bot_type
+
+    def _images_of(self, value: Any, *, minimum: int = 0, maximum: int = 5) -> list[tuple[str, bytes]]:
+        if value is None:
+            value = []
+        if not isinstance(value, list):
+            raise _refuse(4, "base64格式错误")
+        decoded = [_decode_data_url(item) for item in value]
+        if any(item is None for item in decoded):
+            raise _refuse(4, "base64格式错误")
+        if not minimum <= len(decoded) <= maximum:
+            if self.flavor == "basic":
+                raise _refuse(4, "base64List参数错误")
+            raise _refuse(4, "图片参数错误，2~5张图片")
+        return [item for item in decoded if item is not None]
+
+    def _imagine(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        prompt = str(body.get("prompt") or "").strip()
+        if not prompt:
+            raise _refuse(4, "prompt_is_required" if self.flavor == "relay" else "prompt不能为空")
+        images = self._images_of(body.get("base64Array"))
+        bot_type = self._check_bot_type(body)
+        self._check_prompt(prompt)  # through a relay the code 24 arrives without properties
+        task = self._new_task(
+            "IMAGINE", "grid", body, mode, prompt=prompt, description=f"/imagine {prompt}", bot_type=bot_type
+        )
+        task.image_count = len(images)
+        return self._accepted(task)
+
+    def _blend(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        images = self._images_of(body.get("base64Array"), minimum=2, maximum=5)
+        dimensions = str(body.get("dimensions") or "SQUARE")
+        if dimensions not in ("PORTRAIT", "SQUARE", "LANDSCAPE"):
+            raise _refuse(4, "dimensions参数错误")
+        bot_type = self._check_bot_type(body)
+        task = self._new_task("BLEND", "grid", body, mode, prompt="", bot_type=bot_type)
+        task.description = f"/blend {task.id} {len(images)}"
+        task.image_count = len(images)
+        return self._accepted(task)
+
+    def _describe(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        if not body.get("base64"):
+            raise _refuse(4, "base64不能为空")
+        decoded = _decode_data_url(body.get("base64"))
+        if decoded is None:
+            raise _refuse(4, "base64格式错误")
+        bot_type = self._check_bot_type(body)
+        task = self._new_task("DESCRIBE", "describe", body, mode, prompt="", bot_type=bot_type)
+        task.source_mime, task.source_image = decoded
+        task.description = "/describe" if self.flavor == "trueai" else f"/describe {task.id}.png"
+        return self._accepted(task)
+
+    def _shorten(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        prompt = str(body.get("prompt") or "").strip()
+        if not prompt:
+            raise _refuse(4, "prompt_is_required" if self.flavor == "relay" else "prompt不能为空")
+        self._check_prompt(prompt)
+        bot_type = self._check_bot_type(body)
+        task = self._new_task(
+            "SHORTEN", "shorten", body, mode, prompt=prompt, description=f"/shorten {prompt}", bot_type=bot_type
+        )
+        return self._accepted(task)
+
+    def _swap_face(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        source, target = body.get("sourceBase64"), body.get("targetBase64")
+        if self.flavor == "relay" and (not source or not target):
+            raise _refuse(4, "sour_base64_and_target_base64_is_required")
+        if not source:
+            raise _refuse(4, "人脸图片不能为空")
+        if not target:
+            raise _refuse(4, "目标图片不能为空")
+        if source == target:
+            raise _refuse(4, "人脸图片和目标图片不能相同")
+        if _decode_data_url(source) is None or _decode_data_url(target) is None:
+            raise _refuse(4, "base64格式错误")
+        task = self._new_task("SWAP_FACE", "face", body, mode, prompt="", bot_type="INSIGHT_FACE")
+        task.description = "/swap"
+        return self._accepted(task)
+
+    def _parent(self, body: dict[str, Any]) -> SimTask:
+        parent = self.tasks.get(str(body.get("taskId") or ""))
+        if parent is None:
+            if self.flavor == "relay":
+                raise _refuse(4, "task_not_found")
+            if self.flavor == "trueai":
+                raise _refuse(3, "关联任务不存在或已失效", status=404)
+            raise _refuse(3, "关联任务不存在或已失效")
+        if parent.status != SUCCESS:
+            raise _refuse(4, "task_status_not_success" if self.flavor == "relay" else "关联任务状态错误")
+        return parent
+
+    def _action(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        custom_id = str(body.get("customId") or "")
+        if not custom_id:
+            raise _refuse(4, "custom_id_is_required" if self.flavor == "relay" else "customId不能为空")
+        kind = classify_custom_id(custom_id)
+        relay_ok = kind is not None and kind.special not in ("picreader", "picread_retry")
+        if self.flavor == "relay" and not relay_ok:
+            raise _refuse(4, f"unknown_action:{custom_id}")
+        if kind is None:
+            raise _refuse(4, "未知的 Action 类型")
+        parent = self._parent(body)
+        if custom_id not in {b["customId"] for b in parent.buttons}:
+            raise _refuse(4, "customId不属于该任务")
+        if kind.special == "picread_retry":
+            task = self._new_task("DESCRIBE", "describe", body, mode, prompt="", parent=parent)
+            task.source_image, task.source_mime = parent.source_image, parent.source_mime
+            task.description = parent.description
+            return self._accepted(task)
+        if kind.special == "picreader":
+            return self._pic_reader(parent, kind, body, mode)
+
+        action = kind.action
+        if action == "REROLL":
+            action = "IMAGINE" if parent.action == "UPSCALE" else parent.action
+        result_kind = "single" if action == "UPSCALE" else "grid"
+        task = self._new_task(action, result_kind, body, mode, prompt=parent.prompt, parent=parent)
+        task.custom_id = custom_id
+        task.index = kind.index
+        task.final_prompt = parent.final_prompt or parent.prompt
+        modal = kind.modal == "always" or (kind.modal == "remix" and self.remix)
+        if not modal:
+            return self._accepted(task)
+        final_prompt = "" if kind.special == "inpaint" else _SPEED_FLAGS.sub("", parent.final_prompt or parent.prompt)
+        if kind.special == "inpaint":
+            task.prompt = task.prompt_en = ""
+        self._make_modal(task)
+        return _Answer(
+            code=21,
+            description=WAITING_FOR_MODAL,
+            result=task.id,
+            properties={"finalPrompt": final_prompt, "remix": True},
+            keep_21=kind.modal == "always",
+        )
+
+    def _pic_reader(self, parent: SimTask, kind: _ButtonKind, body: dict[str, Any], mode: str | None) -> _Answer:
+        candidates = _describe_candidates(parent)
+        if kind.index == 0:  # "Imagine all": four auto-submitted imagines, comma-joined ids
+            ids = []
+            for candidate in candidates:
+                task = self._new_task("IMAGINE", "grid", body, mode, prompt=candidate, parent=parent)
+                task.description = f"/imagine {candidate}"
+                ids.append(task.id)
+            return _Answer(code=1, description="成功", result=",".join(ids))
+        if not 1 <= kind.index <= len(candidates):
+            raise _refuse(4, "无效的 PicReader 索引")
+        chosen = f"{KEYCAPS[kind.index]} {candidates[kind.index - 1]}"
+        task = self._new_task("IMAGINE", "grid", body, mode, prompt=chosen, parent=parent)
+        task.final_prompt = chosen
+        self._make_modal(task)
+        return _Answer(
+            code=21, description=WAITING_FOR_MODAL, result=task.id, properties={"finalPrompt": chosen, "remix": True}
+        )
+
+    def _make_modal(self, task: SimTask) -> None:
+        task.status = MODAL
+        task.progress = None
+        task.description = WAITING_FOR_MODAL
+
+    def _modal(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        task = self.tasks.get(str(body.get("taskId") or ""))
+        if task is None:
+            if self.flavor == "relay":
+                raise _refuse(4, "task_not_found")
+            raise _refuse(3, "任务不存在", status=404)
+        if task.status != MODAL:
+            raise _refuse(4, "任务状态错误")
+        if "prompt" not in body:
+            raise _refuse(4, "参数错误")  # older trueai and Plus servers require the prompt
+        prompt = str(body.get("prompt") or "").strip()
+        parent = self.tasks.get(task.parent_id or "")
+        if not prompt:
+            prompt = task.final_prompt or (parent.prompt if parent else "")
+        self._check_prompt(prompt)
+        mask = body.get("maskBase64")
+        if mask is not None and _decode_data_url(mask) is None:
+            raise _refuse(4, "maskBase64格式错误")
+        task.mask = mask
+        task.prompt = task.prompt_en = task.final_prompt = prompt
+        if task.custom_id.startswith("MJ::CustomZoom::") and "--zoom" not in prompt:
+            task.pending_failure = "Invalid parameter, Custom Zoom needs --zoom with a value from 1 to 2"
+        elif _FAIL_WORD.search(prompt):
+            task.pending_failure = self._fail_text()
+        if body.get("notifyHook"):
+            task.notify_hook = str(body["notifyHook"])
+        task.submit_time = _now_ms()
+        task.description = "Submit success" if self.flavor != "basic" else task.description
+        self._set_stage(task, 1)
+        answer = self._accepted(task, description="提交成功")
+        return answer
+
+    def _change(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        action = str(body.get("action") or "").upper()
+        if action not in ("UPSCALE", "VARIATION", "REROLL"):
+            raise _refuse(4, "action参数错误")
+        index = body.get("index")
+        if self.flavor == "relay" and not index:
+            raise _refuse(4, "index_is_required")
+        if action != "REROLL" and (not isinstance(index, int) or not 1 <= index <= 4):
+            raise _refuse(4, "index参数错误")
+        parent = self._parent(body)
+        if parent.action not in GRID_ACTIONS - {"PAN", "ZOOM"}:
+            raise _refuse(4, "关联任务不允许执行变化")
+        kind = "single" if action == "UPSCALE" else "grid"
+        task = self._new_task(action, kind, body, mode, prompt=parent.prompt, parent=parent)
+        task.index = index if isinstance(index, int) else 1
+        task.final_prompt = parent.final_prompt or parent.prompt
+        letter = {"UPSCALE": "U", "VARIATION": "V", "REROLL": "R"}[action]
+        suffix = "" if action == "REROLL" else str(task.index)
+        task.description = f"/up {parent.id} {letter}{suffix}"
+        return self._accepted(task)
+
+    # ---- the task store and lifecycle ---------------------------------------------------------
+
+    @property
+    def _last_stage(self) -> int:
+        return self.progress_steps + 2
+
+    def _new_id(self) -> str:
+        candidate = _now_ms() * 1000 + self._rng.randrange(1000)
+        candidate = max(candidate, self._last_id + 1)
+        self._last_id = candidate
+        return str(candidate)
+
+    def _new_hash(self) -> str:
+        value = self._rng.getrandbits(128)
+        text = f"{value:032x}"
+        return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:32]}"
+
+    def _fail_text(self) -> str:
+        if self.flavor == "basic":
+            return "[Invalid parameter] Invalid value"
+        return "Invalid parameter, Invalid value"
+
+    def _new_task(
+        self,
+        action: str,
+        kind: str,
+        body: dict[str, Any],
+        mode: str | None,
+        *,
+        prompt: str,
+        description: str = "",
+        bot_type: str = "MID_JOURNEY",
+        parent: SimTask | None = None,
+    ) -> SimTask:
+        hook = body.get("notifyHook")
+        task = SimTask(
+            id=self._new_id(),
+            action=action,
+            kind=kind,
+            prompt=prompt,
+            prompt_en=prompt,
+            description=description or "Submit success",
+            final_prompt=prompt if kind in ("grid", "single") else "",
+            bot_type=parent.bot_type if parent else bot_type,
+            mode=mode,
+            state=body.get("state") if isinstance(body.get("state"), str) else None,
+            notify_hook=str(hook) if hook and self.flavor != "relay" else None,  # new-api strips hooks
+            parent_id=parent.id if parent else None,
+            hash=self._new_hash(),
+            submit_time=_now_ms(),
+            last_step=time.monotonic(),
+        )
+        if _FAIL_WORD.search(prompt):
+            task.pending_failure = self._fail_text()
+        self.tasks[task.id] = task
+        self._set_stage(task, 0, notify=False)
+        return task
+
+    def _advance(self, task: SimTask) -> None:
+        if task.held or task.status in FINAL or task.status == MODAL:
+            return
+        self._set_stage(task, task.stage + 1)
+
+    def _set_stage(self, task: SimTask, stage: int, *, notify: bool = True) -> None:
+        """Stage 0 = just submitted, 1 = SUBMITTED 0%, 2.. = IN_PROGRESS, last = SUCCESS."""
+        stage = max(0, min(stage, self._last_stage))
+        task.stage = stage
+        task.last_step = time.monotonic()
+        if stage == 0:
+            task.status = "" if self.flavor == "relay" else NOT_START
+            task.progress = "0%" if self.flavor == "relay" else None
+        elif stage == 1:
+            task.status, task.progress = SUBMITTED, "0%"
+            task.start_time = task.start_time or _now_ms()
+        elif task.pending_failure:
+            self._fail(task, task.pending_failure)
+        elif stage < self._last_stage:
+            task.status = IN_PROGRESS
+            task.progress = f"{round(100 * (stage - 1) / (self.progress_steps + 1))}%"
+            task.start_time = task.start_time or _now_ms()
+        else:
+            self._succeed(task)
+        if notify:
+            self._notify(task)
+
+    def _succeed(self, task: SimTask) -> None:
+        task.status, task.progress = SUCCESS, "100%"
+        task.start_time = task.start_time or _now_ms()
+        task.finish_time = _now_ms()
+        task.stage = self._last_stage
+        if task.kind == "describe":
+            task.final_prompt = "\n\n".join(
+                f"{KEYCAPS[i]} {text}" for i, text in enumerate(_make_candidates(task), start=1)
+            )
+            task.prompt_en = task.final_prompt
+            task.prompt = "" if self.flavor == "trueai" else task.final_prompt
+        elif task.kind == "shorten":
+            text, count = _shorten_text(task.prompt)
+            task.final_prompt = text
+            if self.flavor == "trueai":
+                task.description = text
+            task.buttons = shorten_buttons(count)
+        if task.kind == "grid":
+            task.buttons = grid_buttons(task.hash)
+        elif task.kind == "single":
+            task.buttons = upscale_buttons(task.hash)
+        elif task.kind == "describe":
+            task.buttons = describe_buttons()
+        if self.flavor == "basic":
+            task.buttons = []  # novicezk has no buttons: U/V go through /submit/change
+
+    def _fail(self, task: SimTask, reason: str) -> None:
+        task.status = FAILURE
+        task.progress = "100%" if self.flavor == "relay" else ""
+        task.fail_reason = reason
+        task.finish_time = _now_ms()
+        task.pending_failure = None
+        task.stage = self._last_stage
+
+    async def _tick_forever(self) -> None:
+        interval = max(0.05, min(self.step_seconds / 4, 0.5))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for task in list(self.tasks.values()):
+                if now - task.last_step >= self.step_seconds:
+                    self._advance(task)
+
+    def _notify(self, task: SimTask) -> None:
+        """trueai/basic POST the whole task to notifyHook on each change (no retries, no signature)."""
+        if not task.notify_hook or task.status == MODAL or self._stopping.is_set():
+            return
+        payload = self._task_json(task)
+        job = asyncio.ensure_future(self._post_hook(task.notify_hook, payload))
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    async def _post_hook(self, url: str, payload: dict[str, Any]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        try:
+            async with self._session.post(url, json=payload) as response:
+                await response.read()
+                self.hook_deliveries.append((url, payload))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("notifyHook %s failed: %s", url, type(exc).__name__)
+
+    # ---- task JSON per flavour ----------------------------------------------------------------
+
+    def _id(self, task_id: str | None) -> Any:
+        if task_id is not None and self.numeric_ids and task_id.isdigit():
+            return int(task_id)
+        return task_id
+
+    def _image_url(self, task: SimTask) -> str | None:
+        url = f"{self.base_url}/mj/image/{task.id}"
+        if task.status == SUCCESS and task.kind != "shorten":
+            return url
+        if task.status == IN_PROGRESS and task.kind in ("grid", "single", "face"):
+            return url + "?preview=1"
+        return None
+
+    def _task_json(self, task: SimTask) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "id": self._id(task.id),
+            "action": task.action,
+            "status": task.status,
+            "prompt": task.prompt,
+            "promptEn": task.prompt_en,
+            "description": task.description,
+            "state": task.state,
+            "submitTime": task.submit_time,
+            "startTime": task.start_time,
+            "finishTime": task.finish_time,
+            "imageUrl": self._image_url(task),
+            "progress": task.progress,
+            "failReason": task.fail_reason or None,
+        }
+        if self.flavor == "relay":
+            return {
+                **common,
+                "customId": "",
+                "botType": "",
+                "description": task.submit_description,
+                "state": task.state or "",
+                "failReason": task.fail_reason,
+                "videoUrl": "",
+                "buttons": list(task.buttons),
+                "maskBase64": "",
+                "properties": {"finalPrompt": task.final_prompt, "finalZhPrompt": ""},
+            }
+        properties: dict[str, Any] = {
+            "finalPrompt": task.final_prompt or None,
+            "notifyHook": task.notify_hook,
+            "discordInstanceId": INSTANCE_ID,
+            "discordChannelId": "1050703772185268251",
+            "botType": task.bot_type,
+        }
+        if task.status == SUCCESS and task.kind in ("grid", "single"):
+            properties["messageHash"] = task.hash
+        if self.flavor == "basic":
+            return {**common, "properties": properties}
+        size = self.image_size if task.status == SUCCESS and task.kind in ("grid", "single", "face") else None
+        return {
+            **common,
+            "failReason": task.fail_reason if task.status == SUCCESS else (task.fail_reason or None),
+            "parentId": self._id(task.parent_id),
+            "botType": task.bot_type,
+            "mode": task.mode,
+            "imageWidth": size,
+            "imageHeight": size,
+            "buttons": list(task.buttons),
+            "properties": properties,
+        }
+
+    # ---- images -------------------------------------------------------------------------------
+
+    async def _image(self, task_id: str, request: web.Request) -> web.StreamResponse:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return web.Response(status=404, text="404 page not found")
+        fault = self._take_fault(request.path, request.path)
+        if fault is not None and fault not in ("timeout", "truncated"):
+            return self._fault_response(fault, request)
+        preview = request.query.get("preview") == "1" or task.status != SUCCESS
+        if task.kind == "describe" and task.source_image is not None:
+            return web.Response(body=task.source_image, content_type=task.source_mime)
+        key = (task.id, preview, task.stage)
+        data = self._images.get(key)
+        if data is None:
+            data = await asyncio.to_thread(self._render, task, preview)
+            self._images[key] = data
+        return web.Response(body=data, content_type="image/png")
+
+    def _render(self, task: SimTask, preview: bool) -> bytes:
+        size = self.image_size if not preview else max(64, self.image_size // 2)
+        if self.image_noise and not preview:
+            image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
+        else:
+            image = _draw(task, size)
+            if preview:
+                image = image.filter(ImageFilter.GaussianBlur(radius=max(2, size // 40)))
+        out = io.BytesIO()
+        image.save(out, format="PNG", compress_level=1 if self.image_noise else 6)
+        return out.getvalue()
+
+    # ---- small response helpers ---------------------------------------------------------------
+
+    def _json(self, body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        return web.json_response(body, status=status, headers=headers, dumps=partial(json.dumps, ensure_ascii=False))
+
+    def _spring_error(self, status: int, error: str, path: str) -> dict[str, Any]:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+        return {"timestamp": stamp, "status": status, "error": error, "path": path}
+
+    def _not_found(self, path: str) -> web.Response:
+        """Each server kind's answer for a path it does not have."""
+        if self.flavor == "basic":
+            return self._json(self._spring_error(404, "Not Found", path), status=404)
+        if self.flavor == "trueai":
+            return web.Response(status=404)
+        return web.Response(status=404, text="404 page not found")
+
+
+# ---- result text and images -------------------------------------------------------------------
+
+
+def _describe_candidates(task: SimTask) -> list[str]:
+    text = task.final_prompt or task.prompt_en
+    found = []
+    for line in text.splitlines():
+        cleaned = re.sub(r"^\s*\d\ufe0f?\u20e3\s*", "", line).strip()
+        if cleaned:
+            found.append(cleaned)
+    return found[:4]
+
+
+def _make_candidates(task: SimTask) -> list[str]:
+    """Four describe prompts; the aspect ratio comes from the uploaded image when Pillow can read it."""
+    ratio = "1:1"
+    if task.source_image:
+        try:
+            with Image.open(io.BytesIO(task.source_image)) as image:
+                width, height = image.size
+            divisor = math.gcd(width, height) or 1
+            ratio = f"{width // divisor}:{height // divisor}"
+        except (OSError, ValueError):
+            pass
+    subjects = (
+        "a simple, flat cartoon drawing of a simulated scene with soft pastel colours",
+        "a photograph of a quiet test pattern on a wooden table, warm afternoon light",
+        "an isometric illustration of a tiny server room, clean lines, muted palette",
+        "a watercolor sketch of a robot painting a canvas, loose brush strokes",
+    )
+    return [f"{subject} --ar {ratio}" for subject in subjects]
+
+
+def _shorten_text(prompt: str) -> tuple[str, int]:
+    """E6-style markdown: important tokens with **kept** / ~~dropped~~ words, then five options."""
+    words = [w for w in re.split(r"[\s,]+", prompt) if w]
+    if not words:
+        words = ["prompt"]
+    marked = [f"~~{w}~~" if i % 3 == 1 and len(words) > 2 else f"**{w}**" for i, w in enumerate(words)]
+    kept = [w for i, w in enumerate(words) if not (i % 3 == 1 and len(words) > 2)]
+    options = []
+    for n in range(5):
+        size = max(1, len(kept) - n)
+        options.append(", ".join(kept[:size]))
+    text = "## Important tokens\n" + " ".join(marked) + "\n## Shortened prompts\n"
+    text += "\n\n".join(f"{KEYCAPS[i]} {option}" for i, option in enumerate(options, start=1))
+    return text, len(options)
+
+
+def _colour(job_hash: str, n: int) -> tuple[int, int, int]:
+    digits = (job_hash.replace("-", "") or "0" * 32) * 2
+    chunk = digits[n * 6 : n * 6 + 6]
+    r, g, b = (int(chunk[i : i + 2], 16) for i in (0, 2, 4))
+    return 60 + r % 160, 60 + g % 160, 60 + b % 160
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, TypeError):  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def _draw(task: SimTask, size: int) -> Image.Image:
+    """A 2x2 grid with the prompt for grid actions, one picture for upscales and face swaps."""
+    image = Image.new("RGB", (size, size), (24, 24, 28))
+    draw = ImageDraw.Draw(image)
+    text = task.prompt or task.description or task.action
+    if task.kind == "grid":
+        half = size // 2
+        label_font, text_font = _font(max(12, size // 8)), _font(max(8, size // 32))
+        for n in range(4):
+            x, y = (n % 2) * half, (n // 2) * half
+            draw.rectangle((x, y, x + half - 1, y + half - 1), fill=_colour(task.hash, n))
+            draw.text((x + 8, y + 4), str(n + 1), fill=(255, 255, 255), font=label_font)
+            wrapped = "\n".join(textwrap.wrap(text, width=max(10, half // max(5, size // 64)))[:4])
+            draw.multiline_text((x + 8, y + half // 2), wrapped, fill=(255, 255, 255), font=text_font)
+    else:
+        draw.rectangle((0, 0, size - 1, size - 1), fill=_colour(task.hash, task.index % 4))
+        label = "Face swap" if task.kind == "face" else f"Image #{task.index or 1}"
+        draw.text((12, 8), label, fill=(255, 255, 255), font=_font(max(12, size // 12)))
+        wrapped = "\n".join(textwrap.wrap(text, width=40)[:6])
+        draw.multiline_text((12, size // 2), wrapped, fill=(255, 255, 255), font=_font(max(8, size // 28)))
+    return image
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    proxy = SimulatedProxy(
+        flavor=args.flavor,
+        api_key=args.api_key or None,
+        clock=args.clock,
+        step_seconds=args.step_seconds,
+        remix=args.remix,
+        host=args.host,
+        port=args.port,
+        numeric_ids=args.numeric_ids,
+    )
+    async with proxy:
+        print(f"Simulated midjourney-proxy ({args.flavor}) listening on {proxy.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A simulated midjourney-proxy server for trying the bot.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--flavor", choices=FLAVORS, default="relay")
+    parser.add_argument("--clock", choices=CLOCKS, default="time")
+    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--api-key", default=os.environ.get("SIM_API_KEY", ""))
+    parser.add_argument("--remix", action="store_true", help="V/pan/reroll open a remix modal")
+    parser.add_argument("--numeric-ids", action="store_true", help="send task ids as JSON numbers")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
