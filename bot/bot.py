@@ -50,10 +50,11 @@ class MJBot(commands.Bot):
     tracker: Tracker
     fetcher: ImageFetcher
 
-    def __init__(self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS) -> None:
+    def __init__(self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
+            **options,
             command_prefix=commands.when_mentioned,
             intents=intents,
             tree_cls=MJCommandTree,

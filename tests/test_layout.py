@@ -12,9 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_cog_has_setup_and_is_listed() -> None:
-    modules = {
-        f"cogs.{p.stem}" for p in ROOT.joinpath("cogs").glob("*.py") if not p.stem.startswith("_")
-    }
+    modules = {f"cogs.{p.stem}" for p in ROOT.joinpath("cogs").glob("*.py") if not p.stem.startswith("_")}
     assert modules == set(EXTENSIONS)
     for name in modules:
         assert callable(getattr(importlib.import_module(name), "setup", None)), name

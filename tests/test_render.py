@@ -15,15 +15,21 @@ GRID = [
 ]
 UPSCALED = [
     {"customId": f"MJ::JOB::upsample_v6_2x_subtle::1::{HASH}::SOLO", "label": "Upscale (Subtle)", "emoji": "upscale_1"},
-    {"customId": f"MJ::JOB::upsample_v6_2x_creative::1::{HASH}::SOLO", "label": "Upscale (Creative)", "emoji": "upscale_1"},
+    {
+        "customId": f"MJ::JOB::upsample_v6_2x_creative::1::{HASH}::SOLO",
+        "label": "Upscale (Creative)",
+        "emoji": "upscale_1",
+    },
     {"customId": f"MJ::JOB::low_variation::1::{HASH}::SOLO", "label": "Vary (Subtle)", "emoji": "🪄"},
     {"customId": f"MJ::JOB::high_variation::1::{HASH}::SOLO", "label": "Vary (Strong)", "emoji": "🪄"},
     {"customId": f"MJ::Inpaint::1::{HASH}::SOLO", "label": "Vary (Region)", "emoji": "🖌️"},
     {"customId": f"MJ::Outpaint::50::1::{HASH}::SOLO", "label": "Zoom Out 2x", "emoji": "🔍"},
     {"customId": f"MJ::Outpaint::75::1::{HASH}::SOLO", "label": "Zoom Out 1.5x", "emoji": "🔍"},
     {"customId": f"MJ::CustomZoom::{HASH}", "label": "Custom Zoom", "emoji": "🔍"},
-    *({"customId": f"MJ::JOB::pan_{d}::1::{HASH}::SOLO", "label": "", "emoji": e} for d, e in
-      (("left", "⬅️"), ("right", "➡️"), ("up", "⬆️"), ("down", "⬇️"))),
+    *(
+        {"customId": f"MJ::JOB::pan_{d}::1::{HASH}::SOLO", "label": "", "emoji": e}
+        for d, e in (("left", "⬅️"), ("right", "➡️"), ("up", "⬆️"), ("down", "⬇️"))
+    ),
     {"customId": f"MJ::BOOKMARK::{HASH}", "label": "", "emoji": "❤️"},
 ]
 
@@ -35,8 +41,16 @@ def record(**kw) -> TaskRecord:
 
 
 def finished(buttons: list[dict], action: str = "IMAGINE") -> TaskRecord:
-    task = MJTask.from_json({"id": "1748339100123456", "action": action, "status": "SUCCESS",
-                             "progress": "100%", "imageUrl": "http://x/img.png", "buttons": buttons})
+    task = MJTask.from_json(
+        {
+            "id": "1748339100123456",
+            "action": action,
+            "status": "SUCCESS",
+            "progress": "100%",
+            "imageUrl": "http://x/img.png",
+            "buttons": buttons,
+        }
+    )
     assert task is not None
     return apply_update(record(action=action), task)
 
@@ -65,7 +79,16 @@ def test_upscale_set_maps_custom_emoji_and_drops_refused_buttons() -> None:
 def test_basic_server_grid_without_buttons_gets_change_buttons() -> None:
     specs = render.result_buttons(finished([]))
     assert [re.fullmatch(render.CHANGE_TEMPLATE, s.custom_id)["op"] for s in specs] == [  # type: ignore[index]
-        "U1", "U2", "U3", "U4", "R", "V1", "V2", "V3", "V4"]
+        "U1",
+        "U2",
+        "U3",
+        "U4",
+        "R",
+        "V1",
+        "V2",
+        "V3",
+        "V4",
+    ]
 
 
 def test_progress_render_shows_percent_bar_and_preview() -> None:
@@ -117,10 +140,14 @@ def test_static_view_is_stopped_so_dynamic_items_handle_clicks() -> None:
 def test_apply_update_keeps_unknown_status_and_describe_candidates() -> None:
     task = MJTask.from_json({"id": "1", "status": "WEIRD_NEW", "progress": None})
     assert apply_update(record(), task).status == "WEIRD_NEW"  # type: ignore[arg-type]
-    described = MJTask.from_json({
-        "id": "1", "action": "DESCRIBE", "status": "SUCCESS",
-        "properties": {"finalPrompt": "1️⃣ red fox\n\n2️⃣ blue fox\n\n3️⃣ green fox\n\n4️⃣ gold fox"},
-    })
+    described = MJTask.from_json(
+        {
+            "id": "1",
+            "action": "DESCRIBE",
+            "status": "SUCCESS",
+            "properties": {"finalPrompt": "1️⃣ red fox\n\n2️⃣ blue fox\n\n3️⃣ green fox\n\n4️⃣ gold fox"},
+        }
+    )
     updated = apply_update(record(action="DESCRIBE"), described)  # type: ignore[arg-type]
     assert updated.extra["candidates"] == ["red fox", "blue fox", "green fox", "gold fox"]
     assert [s.emoji for s in render.result_buttons(updated)] == ["1️⃣", "2️⃣", "3️⃣", "4️⃣", "🔄"]
