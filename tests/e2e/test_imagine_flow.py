@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 from PIL import Image
 
@@ -48,7 +49,7 @@ async def test_imagine_shows_progress_then_uploads_the_grid_with_nine_buttons(
     assert any("%" in text for text in texts), texts  # live progress was shown
     # Never an edit that changes nothing.
     shown = [(v.content, v.embeds, v.components, [a.filename for a in v.attachments]) for v in message.history]
-    assert all(a != b for a, b in zip(shown, shown[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(shown))
 
     submitted = mj.submits("/submit/imagine")
     assert len(submitted) == 1 and submitted[0].json["prompt"] == "a lighthouse in a storm --ar 3:2"
