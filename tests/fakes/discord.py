@@ -2750,8 +2750,9 @@ class FakeDiscord:
             raise _unknown("Webhook")  # followups need an acknowledged interaction
         data = req.json or {}
         original = handle.original
-        if original is not None and original.loading and handle.callback.type == 5:
-            # Discord: the first followup after a "thinking" defer fills in the loading message.
+        if original is not None and original.loading and not original.deleted and handle.callback.type == 5:
+            # Discord: the first followup after a "thinking" defer fills in the loading message
+            # (once that message is deleted, a followup is a new message again).
             msg = self._edit_message(original, {k: v for k, v in data.items() if k != "flags"}, req.files)
             await self._echo("MESSAGE_UPDATE", msg)
         else:
