@@ -101,20 +101,27 @@ async def submit_from_command(
     return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
 
 
+async def parent_reference(bot: MJBot, record: TaskRecord) -> discord.MessageReference | None:
+    """Reply to the parent task's message (not to the clicked one, which may be ephemeral)."""
+    parent = await bot.store.get_task(record.parent_id) if record.parent_id else None
+    if parent is None or parent.message_id is None:
+        return None
+    return discord.MessageReference(
+        message_id=parent.message_id, channel_id=parent.channel_id, guild_id=parent.guild_id, fail_if_not_exists=False
+    )
+
+
 async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRecord:
-    """A click or modal created a task: post its message as a reply to the clicked message."""
+    """A click or modal created a task: post its message as a reply to its parent's message."""
     bot = interaction.client
     parts = render.render_task(record)
     channel = interaction.channel
     message: discord.Message | None = None
-    reference = interaction.message
+    reference = await parent_reference(bot, record)
     if channel is not None and isinstance(channel, discord.abc.Messageable):
         try:
             message = await channel.send(
-                content=parts.content,
-                embed=parts.embed,
-                reference=reference.to_reference(fail_if_not_exists=False) if reference else None,  # type: ignore[arg-type]
-                mention_author=False,
+                content=parts.content, embed=parts.embed, reference=reference, mention_author=False
             )
         except discord.HTTPException as exc:
             log.info("Posting task %s with the bot token failed (HTTP %s); using a followup", record.id, exc.status)
