@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ def png(width: int = 64, height: int = 64, color: str = "red") -> bytes:
 
 def noisy_png(side: int) -> bytes:
     buffer = io.BytesIO()
-    Image.frombytes("RGB", (side, side), __import__("os").urandom(side * side * 3)).save(buffer, "PNG")
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -41,8 +42,12 @@ async def test_blend_submits_all_images_and_tracks_the_grid(
     message = await run(
         discord_fake,
         "blend",
-        {"image1": ("a.png", png(color="red"), "image/png"), "image2": ("b.png", png(color="blue"), "image/png"),
-         "image3": ("c.png", png(color="green"), "image/png"), "dimensions": "LANDSCAPE"},
+        {
+            "image1": ("a.png", png(color="red"), "image/png"),
+            "image2": ("b.png", png(color="blue"), "image/png"),
+            "image3": ("c.png", png(color="green"), "image/png"),
+            "dimensions": "LANDSCAPE",
+        },
     )
     await discord_fake.wait_for(lambda: is_done(message), timeout=15)
     body = mj.submits("/submit/blend")[0].json
@@ -106,7 +111,10 @@ async def test_swapface_uploads_the_result(bot: MJBot, discord_fake: FakeDiscord
     message = await run(
         discord_fake,
         "swapface",
-        {"source": ("face.png", png(color="white"), "image/png"), "target": ("pic.png", png(color="black"), "image/png")},
+        {
+            "source": ("face.png", png(color="white"), "image/png"),
+            "target": ("pic.png", png(color="black"), "image/png"),
+        },
     )
     await discord_fake.wait_for(lambda: bool(message.attachments), timeout=15)
     body = mj.submits("/insight-face/swap")[0].json
@@ -116,31 +124,42 @@ async def test_swapface_uploads_the_result(bot: MJBot, discord_fake: FakeDiscord
 
 
 BAD_INPUTS: list[tuple[str, str, dict[str, Any], str]] = [
-    ("not an image", "describe", {"image": ("notes.png", b"just some text, not a picture", "image/png")}, "not an image"),
+    ("not an image", "describe", {"image": ("notes.png", b"just some text, no picture", "image/png")}, "not an image"),
     ("corrupt image", "describe", {"image": ("broken.png", png()[:60], "image/png")}, "damaged"),
     ("too large", "describe", {"image": ("huge.png", noisy_png(700), "image/png")}, "the limit is"),
-    ("blend too large in total", "blend",
-     {"image1": ("a.png", noisy_png(500), "image/png"), "image2": ("b.png", noisy_png(500), "image/png")},
-     "for one command"),
+    (
+        "blend too large in total",
+        "blend",
+        {"image1": ("a.png", noisy_png(500), "image/png"), "image2": ("b.png", noisy_png(500), "image/png")},
+        "for one command",
+    ),
     ("empty prompt", "imagine", {"prompt": "   "}, "type a prompt"),
     ("only parameters", "imagine", {"prompt": "--ar 16:9 --v 7"}, "only parameters"),
     ("too long prompt", "imagine", {"prompt": "x" * 4500}, "limit is 4000"),
     ("url to another host", "describe", {"url": "https://evil.example.com/cat.png"}, "evil.example.com"),
     ("not a url", "describe", {"url": "ftp://cdn.discordapp.com/x.png"}, "valid"),
     ("no image at all", "describe", {}, "exactly one image"),
-    ("blend with a text file", "blend",
-     {"image1": ("a.png", png(), "image/png"), "image2": ("b.txt", b"hello", "text/plain")}, "not an image"),
+    (
+        "blend with a text file",
+        "blend",
+        {"image1": ("a.png", png(), "image/png"), "image2": ("b.txt", b"hello", "text/plain")},
+        "not an image",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "command", "options", "expected"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 async def test_bad_input_gets_a_clear_private_message_and_nothing_is_submitted(
-    runner: Any, discord_fake: FakeDiscord, mj: SimulatedProxy, case: str, command: str,
-    options: dict[str, Any], expected: str,
+    runner: Any,
+    discord_fake: FakeDiscord,
+    mj: SimulatedProxy,
+    case: str,
+    command: str,
+    options: dict[str, Any],
+    expected: str,
 ) -> None:
     await runner.start(max_image_bytes=1024 * 1024, max_request_bytes=1200 * 1024)
-    handle = await discord_fake.slash(command, user=discord_fake.member, channel=discord_fake.channel,
-                                      options=options)
+    handle = await discord_fake.slash(command, user=discord_fake.member, channel=discord_fake.channel, options=options)
     await handle.response()
     notice = await discord_fake.wait_for_message(lambda m: m.ephemeral and "⚠️" in m.text())
     assert expected in notice.text(), notice.text()
@@ -163,7 +182,9 @@ async def test_describe_url_from_the_api_host_is_allowed(
 
 async def test_image_download_failure_is_reported(bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy) -> None:
     handle = await discord_fake.slash(
-        "describe", user=discord_fake.member, channel=discord_fake.channel,
+        "describe",
+        user=discord_fake.member,
+        channel=discord_fake.channel,
         options={"url": f"{mj.base_url}/mj/image/does-not-exist"},
     )
     await handle.response()
