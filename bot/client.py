@@ -519,11 +519,21 @@ class MJClient:
             {"prompt": prompt, "botType": bot_type, "notifyHook": notify_hook or None},
         )
 
-    async def action(self, task_id: str, custom_id: str, *, notify_hook: str | None = None) -> SubmitResult:
-        """A click on a finished task's button. Check `needs_modal` on the result (relays hide code 21)."""
+    async def action(
+        self, task_id: str, custom_id: str, *, enable_remix: bool = False, notify_hook: str | None = None
+    ) -> SubmitResult:
+        """A click on a finished task's button. Check `needs_modal` on the result (relays hide code 21).
+
+        `enable_remix` asks trueai for the prompt step on V/pan/reroll; servers that ignore it just run.
+        """
         return await self._submit(
             "/mj/submit/action",
-            {"taskId": task_id, "customId": custom_id, "notifyHook": notify_hook or None},
+            {
+                "taskId": task_id,
+                "customId": custom_id,
+                "enableRemix": True if enable_remix else None,
+                "notifyHook": notify_hook or None,
+            },
         )
 
     async def modal(
@@ -628,6 +638,21 @@ class MJClient:
             return seed
 
         return await self._read("GET", f"/mj/task/{quote(str(task_id), safe='')}/image-seed", None, parse)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Best effort (trueai only, admin tokens): True when the server accepted the cancel."""
+        secret = self.config.api_key
+
+        def parse(response: httpx.Response) -> bool:
+            if response.status_code in (404, 405):
+                return False
+            _raise_for_answer(response, secret=secret) if response.content else None
+            return True
+
+        try:
+            return await self._read("POST", f"/mj/task/{quote(str(task_id), safe='')}/cancel", None, parse)
+        except UpstreamError:
+            return False
 
     async def check(self) -> None:
         """A cheap authenticated read for testing a key: raises Unauthorized etc., returns None if fine."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import discord
 
@@ -32,12 +32,16 @@ CHANGE_ID = "mj:chg:{task}:{op}"  # U1..U4 / V1..V4 / R on basic servers (no but
 PICK_ID = "mj:pick:{task}:{index}"  # describe / shorten candidate -> editable imagine
 MODAL_TASK_ID = "mj:open:{task}"  # open the prompt modal of a MODAL task (remix)
 REDESCRIBE_ID = "mj:redo:{task}"  # describe the same image again
+CANCEL_ID = "mj:cancel:{task}"  # stop an in-flight task (requester or moderator)
+DELETE_ID = "mj:del:{task}"  # delete a result message (requester or moderator)
 
 ACTION_TEMPLATE = r"mj:act:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d{1,2})"
 CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
 PICK_TEMPLATE = r"mj:pick:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d)"
 MODAL_TASK_TEMPLATE = r"mj:open:(?P<task>[0-9A-Za-z_-]{1,40})"
 REDESCRIBE_TEMPLATE = r"mj:redo:(?P<task>[0-9A-Za-z_-]{1,40})"
+CANCEL_TEMPLATE = r"mj:cancel:(?P<task>[0-9A-Za-z_-]{1,40})"
+DELETE_TEMPLATE = r"mj:del:(?P<task>[0-9A-Za-z_-]{1,40})"
 
 MAX_ROWS = 5
 ROW_WIDTH = 5
@@ -264,6 +268,27 @@ def result_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     return specs
 
 
+def with_tool_button(buttons: tuple[ButtonSpec, ...], tool: ButtonSpec) -> tuple[ButtonSpec, ...]:
+    """Our own button (delete...) goes at the end of the last row, or on a row of its own."""
+    if not buttons:
+        return (replace(tool, row=0),)
+    last_row = max(b.row for b in buttons)
+    in_last = sum(1 for b in buttons if b.row == last_row)
+    if in_last < ROW_WIDTH:
+        return (*buttons, replace(tool, row=last_row))
+    if last_row + 1 < MAX_ROWS:
+        return (*buttons, replace(tool, row=last_row + 1))
+    return buttons
+
+
+def delete_button(record: TaskRecord) -> ButtonSpec:
+    return ButtonSpec(DELETE_ID.format(task=record.id), "", "🗑️", 2)
+
+
+def cancel_button(record: TaskRecord) -> ButtonSpec:
+    return ButtonSpec(CANCEL_ID.format(task=record.id), t("button.cancel", record.locale), "✖️", 4)
+
+
 # ---- the message ----------------------------------------------------------------------------------
 
 
@@ -316,7 +341,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
             embed.add_field(name=t("field.took", locale), value=t("duration", locale, m=took // 60, s=took % 60))
         embed.set_footer(text=t("footer.task", locale, id=record.id))
         content = t("content.done", locale, mention=mention)
-        return MessageParts(content, embed, result_buttons(record))
+        return MessageParts(content, embed, with_tool_button(result_buttons(record), delete_button(record)))
 
     if record.status in (FAILURE, CANCEL):
         embed = discord.Embed(title=title, description=description or None, color=COLOR_FAILURE)
@@ -324,7 +349,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
             name=t("field.failed", locale), value=truncate(explain_failure(record.fail_reason, locale), 1024)
         )
         embed.set_footer(text=t("footer.task", locale, id=record.id))
-        return MessageParts(t("content.failed", locale, mention=mention), embed)
+        return MessageParts(t("content.failed", locale, mention=mention), embed, (delete_button(record),))
 
     embed = discord.Embed(title=title, description=description or None, color=COLOR_RUNNING)
     embed.add_field(name=t("field.status", locale), value=_status_line(record, locale), inline=True)
@@ -334,7 +359,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
     if record.image_url and record.status == IN_PROGRESS:
         embed.set_image(url=record.image_url)
     embed.set_footer(text=t("footer.task", locale, id=record.id))
-    return MessageParts(t("content.running", locale, mention=mention), embed)
+    return MessageParts(t("content.running", locale, mention=mention), embed, (cancel_button(record),))
 
 
 def render_submitted(record: TaskRecord) -> MessageParts:

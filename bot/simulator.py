@@ -852,7 +852,9 @@ class SimulatedProxy:
         task.custom_id = custom_id
         task.index = kind.index
         task.final_prompt = parent.final_prompt or parent.prompt
-        modal = kind.modal == "always" or (kind.modal == "remix" and self.remix)
+        # trueai honours `enableRemix` (code 21 for V/pan/reroll); relays and basic ignore it.
+        asked = bool(body.get("enableRemix")) and self.flavor == "trueai"
+        modal = kind.modal == "always" or (kind.modal == "remix" and (self.remix or asked))
         if not modal:
             return self._accepted(task)
         final_prompt = "" if kind.special == "inpaint" else _SPEED_FLAGS.sub("", parent.final_prompt or parent.prompt)

@@ -13,6 +13,7 @@ from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.images import check_image
 from bot.jobs import Submit
+from bot.preferences import UserPrefs
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
 
@@ -64,26 +65,44 @@ async def discard_thinking(interaction: Interaction) -> None:
         pass
 
 
+async def begin(interaction: Interaction) -> UserPrefs:
+    """Acknowledge a generating command within Discord's 3 seconds, privately if the user's results
+    go to their DMs. Returns the user's preferences."""
+    prefs = await interaction.client.store.get_prefs(interaction.user.id)
+    await interaction.response.defer(thinking=True, ephemeral=prefs.visibility == "dm")
+    return prefs
+
+
+async def dm_channel(interaction: Interaction) -> discord.DMChannel | None:
+    try:
+        return await interaction.user.create_dm()
+    except discord.HTTPException:
+        return None
+
+
 async def submit_from_command(
     interaction: Interaction,
     submit: Submit,
     *,
     action: str,
     prompt: str,
+    prefs: UserPrefs,
     extra: dict[str, Any] | None = None,
 ) -> TaskRecord | None:
-    """For slash commands that already deferred publicly: submit, then turn the deferred response
-    into the task's message, which the tracker keeps editing with the bot token."""
+    """For slash commands that already called `begin`: submit, then show the task's message (the
+    deferred response, or a DM), which the tracker keeps editing with the bot token."""
     bot = interaction.client
+    locale = locale_of(interaction)
+    dm = await dm_channel(interaction) if prefs.visibility == "dm" else None
     try:
         record, _ = await bot.jobs.submit(
             submit,
             action=action,
             prompt=prompt,
             user_id=interaction.user.id,
-            channel_id=interaction.channel_id or 0,
-            guild_id=interaction.guild_id,
-            locale=locale_of(interaction),
+            channel_id=dm.id if dm else interaction.channel_id or 0,
+            guild_id=None if dm else interaction.guild_id,
+            locale=locale,
             extra=extra,
         )
     except BotError as error:
@@ -91,11 +110,16 @@ async def submit_from_command(
         await report_error(interaction, error)
         return None
     parts = render.render_task(record)
+    view = render.build_view(parts.buttons)
     try:
-        message = await interaction.edit_original_response(content=parts.content, embed=parts.embed)
+        if dm is not None:
+            message = await dm.send(content=parts.content, embed=parts.embed, view=view)  # type: ignore[arg-type]
+            await interaction.edit_original_response(content=t("settings.sent_to_dm", locale, url=message.jump_url))
+        else:
+            message = await interaction.edit_original_response(content=parts.content, embed=parts.embed, view=view)
     except discord.HTTPException as exc:
         # The task is stored: the tracker will post a fresh message for it.
-        log.warning("Could not show task %s in its interaction (HTTP %s)", record.id, exc.status)
+        log.warning("Could not show task %s (HTTP %s); the tracker will post it", record.id, exc.status)
         bot.tracker.track(record)
         return record
     return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
@@ -118,16 +142,17 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
     channel = interaction.channel
     message: discord.Message | None = None
     reference = await parent_reference(bot, record)
+    view = render.build_view(parts.buttons)
     if channel is not None and isinstance(channel, discord.abc.Messageable):
         try:
             message = await channel.send(
-                content=parts.content, embed=parts.embed, reference=reference, mention_author=False
-            )
+                content=parts.content, embed=parts.embed, view=view, reference=reference, mention_author=False
+            )  # type: ignore[call-overload]
         except discord.HTTPException as exc:
             log.info("Posting task %s with the bot token failed (HTTP %s); using a followup", record.id, exc.status)
     if message is None:
         try:
-            message = await interaction.followup.send(content=parts.content, embed=parts.embed, wait=True)
+            message = await interaction.followup.send(content=parts.content, embed=parts.embed, view=view, wait=True)  # type: ignore[call-overload]
         except discord.HTTPException as exc:
             log.warning("Could not post task %s (HTTP %s); the tracker will retry", record.id, exc.status)
             bot.tracker.track(record)

@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.errors import BotError
 from bot.responder import report_error
-from cogs._shared import discard_thinking, read_images, submit_from_command
+from cogs._shared import begin, discard_thinking, read_images, submit_from_command
 from cogs.imagine import BOT_TYPES
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Blend(commands.Cog):
         dimensions: app_commands.Choice[str] | None = None,
         model: app_commands.Choice[str] | None = None,
     ) -> None:
-        await interaction.response.defer(thinking=True)
+        prefs = await begin(interaction)
         settings = self.bot.settings
         try:
             images = await read_images(
@@ -71,6 +71,7 @@ class Blend(commands.Cog):
         await submit_from_command(
             interaction,
             lambda client: client.blend(images, dimensions=shape, bot_type=bot_type),
+            prefs=prefs,
             action="BLEND",
             prompt=f"/blend {len(images)} images ({shape.lower()})",
         )

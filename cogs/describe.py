@@ -16,8 +16,9 @@ from bot.client import MJClient, data_url
 from bot.errors import BotError, InputError, TransientError
 from bot.images import check_image
 from bot.models import SubmitResult
+from bot.policy import check_click
 from bot.responder import report_error
-from cogs._shared import discard_thinking, read_image, submit_click, submit_from_command
+from cogs._shared import begin, discard_thinking, read_image, submit_click, submit_from_command
 from cogs.imagine import BOT_TYPES
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class Describe(commands.Cog):
         except BotError as error:
             await report_error(interaction, error)
             return
-        await interaction.response.defer(thinking=True)
+        prefs = await begin(interaction)
         try:
             if image is not None:
                 picture = await read_image(image, max_bytes=self.bot.settings.max_image_bytes)
@@ -100,6 +101,7 @@ class Describe(commands.Cog):
         await submit_from_command(
             interaction,
             lambda client: client.describe(picture, bot_type=bot_type),
+            prefs=prefs,
             action="DESCRIBE",
             prompt="/describe",
         )
@@ -125,6 +127,7 @@ class RedescribeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=
             source = parent.result_url or parent.image_url if parent else None
             if parent is None or not source:
                 raise InputError("click.unknown_task")
+            await check_click(interaction, parent)
 
             async def describe_again(client: MJClient) -> SubmitResult:
                 assert source is not None

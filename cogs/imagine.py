@@ -10,9 +10,10 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot.errors import BotError
+from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt
 from bot.responder import report_error
-from cogs._shared import discard_thinking, read_image, submit_from_command
+from cogs._shared import begin, discard_thinking, read_image, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -53,7 +54,8 @@ class Imagine(commands.Cog):
         except BotError as error:
             await report_error(interaction, error)
             return
-        await interaction.response.defer(thinking=True)
+        prefs = await begin(interaction)
+        text = apply_preferences(text, prefs)
         images: list[str] = []
         try:
             for attachment in (image, image2):
@@ -67,6 +69,7 @@ class Imagine(commands.Cog):
         await submit_from_command(
             interaction,
             lambda client: client.imagine(text, bot_type=bot_type, images=images),
+            prefs=prefs,
             action="IMAGINE",
             prompt=text,
         )

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.errors import BotError
 from bot.prompts import clean_prompt
 from bot.responder import report_error
-from cogs._shared import submit_from_command
+from cogs._shared import begin, submit_from_command
 from cogs.imagine import BOT_TYPES
 
 if TYPE_CHECKING:
@@ -41,11 +41,12 @@ class Shorten(commands.Cog):
         except BotError as error:
             await report_error(interaction, error)
             return
-        await interaction.response.defer(thinking=True)
+        prefs = await begin(interaction)
         bot_type = model.value if model else "MID_JOURNEY"
         await submit_from_command(
             interaction,
             lambda client: client.shorten(text, bot_type=bot_type),
+            prefs=prefs,
             action="SHORTEN",
             prompt=text,
         )

@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.errors import BotError
 from bot.responder import report_error
-from cogs._shared import discard_thinking, read_images, submit_from_command
+from cogs._shared import begin, discard_thinking, read_images, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -28,7 +28,7 @@ class SwapFace(commands.Cog):
     @app_commands.command(name=_("swapface"), description=_("Put the face from one image onto another"))
     @app_commands.describe(source=_("The image with the face"), target=_("The picture to put the face on"))
     async def swapface(self, interaction: Interaction, source: discord.Attachment, target: discord.Attachment) -> None:
-        await interaction.response.defer(thinking=True)
+        prefs = await begin(interaction)
         settings = self.bot.settings
         try:
             face, picture = await read_images(
@@ -41,6 +41,7 @@ class SwapFace(commands.Cog):
         await submit_from_command(
             interaction,
             lambda client: client.swap_face(face, picture),
+            prefs=prefs,
             action="SWAP_FACE",
             prompt="/swapface",
         )

@@ -60,7 +60,7 @@ async def test_describe_pick_two_edit_in_modal_then_imagine(
     bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy
 ) -> None:
     message = await run(discord_fake, "describe", {"image": ("photo.png", png(), "image/png")})
-    await discord_fake.wait_for(lambda: done_with_text(message) and len(message.buttons) == 5, timeout=15)
+    await discord_fake.wait_for(lambda: done_with_text(message) and len(message.buttons) == 6, timeout=15)
     assert mj.submits("/submit/describe")[0].json["base64"].startswith("data:image/png;base64,")
     text = message.text()
     assert "1." in text and "4." in text and "1️⃣" not in text  # candidates shown readably, keycaps stripped
@@ -84,7 +84,7 @@ async def test_describe_again_resubmits_the_same_image(
     bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy
 ) -> None:
     message = await run(discord_fake, "describe", {"image": ("photo.png", png(), "image/png")})
-    await discord_fake.wait_for(lambda: done_with_text(message) and len(message.buttons) == 5, timeout=15)
+    await discord_fake.wait_for(lambda: done_with_text(message) and len(message.buttons) == 6, timeout=15)
     retry = next(r for r in message.buttons if r.emoji == "🔄")
     await (await discord_fake.click(message, retry.custom_id or "", user=discord_fake.member)).response()
     await discord_fake.wait_for(lambda: len(mj.submits("/submit/describe")) == 2, timeout=10)
@@ -96,7 +96,7 @@ async def test_shorten_shows_options_and_imagines_a_pick(
 ) -> None:
     long_prompt = "appdash appdash, in the style of expert draftsmanship, ethereal, dreamlike quality, toonami"
     message = await run(discord_fake, "shorten", {"prompt": long_prompt})
-    await discord_fake.wait_for(lambda: done_with_text(message) and len(message.buttons) == 5, timeout=15)
+    await discord_fake.wait_for(lambda: done_with_text(message) and len(message.buttons) == 6, timeout=15)
     assert mj.submits("/submit/shorten")[0].json["prompt"] == long_prompt
     assert "Important tokens" in message.text() and "Shortened prompts" in message.text()
 
@@ -120,7 +120,7 @@ async def test_swapface_uploads_the_result(bot: MJBot, discord_fake: FakeDiscord
     body = mj.submits("/insight-face/swap")[0].json
     assert body["sourceBase64"].startswith("data:image/png") and body["targetBase64"].startswith("data:image/png")
     assert body["sourceBase64"] != body["targetBase64"]
-    assert message.buttons == []
+    assert [r.emoji for r in message.buttons] == ["🗑️"]  # a face swap has no Midjourney buttons
 
 
 BAD_INPUTS: list[tuple[str, str, dict[str, Any], str]] = [

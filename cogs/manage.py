@@ -1,0 +1,117 @@
+"""Cancel an in-flight task and delete a result: the requester or a moderator only."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from bot import render
+from bot.errors import InputError, NotAllowed
+from bot.i18n import t
+from bot.models import CANCEL, FINAL_STATUSES
+from bot.responder import locale_of, reply, report_error
+from bot.store import TaskRecord
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+log = logging.getLogger(__name__)
+
+CANCELLED_REASON = "bot:failure.cancelled_by_user"
+
+
+async def own_task(interaction: Interaction, task_id: str) -> TaskRecord:
+    """The task, if the clicking user asked for it or may moderate messages here."""
+    record = await interaction.client.store.get_task(task_id)
+    if record is None:
+        raise InputError("click.unknown_task")
+    permissions = interaction.permissions
+    if interaction.user.id != record.user_id and not (permissions and permissions.manage_messages):
+        raise NotAllowed("manage.not_yours")
+    return record
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.CANCEL_TEMPLATE):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.CANCEL_ID.format(task=task_id)))
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> CancelButton:
+        return cls(match["task"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        bot = interaction.client
+        try:
+            record = await own_task(interaction, self.task_id)
+            if record.status in FINAL_STATUSES or record.delivered:
+                raise InputError("manage.already_finished")
+            bot.tracker.forget(record.id)
+            await interaction.response.defer()
+            cancelled_upstream = await bot.jobs.client(record.upstream).cancel(record.id)
+            log.info(
+                "Task %s cancelled by %s (upstream cancel: %s)", record.id, interaction.user.id, cancelled_upstream
+            )
+            now = time.time()
+            await bot.store.update_task(
+                record.id, status=CANCEL, fail_reason=CANCELLED_REASON, finished_at=now, delivered=True
+            )
+            record = await bot.store.get_task(record.id) or record
+            parts = render.render_task(record)
+            await interaction.edit_original_response(
+                content=parts.content, embed=parts.embed, view=render.build_view(parts.buttons)
+            )
+            await bot.store.update_task(record.id, shown=parts.fingerprint())
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.DELETE_TEMPLATE):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.DELETE_ID.format(task=task_id)))
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> DeleteButton:
+        return cls(match["task"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            await own_task(interaction, self.task_id)
+            if interaction.message is None:
+                raise InputError("click.unknown_task")
+            await interaction.message.delete()
+            await reply(interaction, t("manage.deleted", locale_of(interaction)))
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+ITEMS = (CancelButton, DeleteButton)
+
+
+class Manage(commands.Cog):
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(*ITEMS)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*ITEMS)
+
+
+async def setup(bot: MJBot) -> None:
+    await bot.add_cog(Manage(bot))

@@ -1,0 +1,249 @@
+"""/settings and /prefer: a user's Midjourney habits, kept per user and applied to every prompt.
+
+The /settings panel is ephemeral, but its selects and buttons are DynamicItems keyed only by the
+setting's name (the clicking user is whoever sees the panel), so a panel opened before a restart
+still works.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot import preferences as prefs_mod
+from bot.errors import BotError, InputError
+from bot.i18n import t
+from bot.preferences import UserPrefs, check_option_set
+from bot.responder import locale_of, reply, report_error
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+SELECT_ID = "mj:set:{field}"
+SELECT_TEMPLATE = r"mj:set:(?P<field>version|stylize|speed|aspect)"
+TOGGLE_ID = "mj:tog:{field}"
+TOGGLE_TEMPLATE = r"mj:tog:(?P<field>remix|visibility|reset)"
+
+_DEFAULT = "default"
+
+
+def _choices(field: str) -> list[tuple[str, str]]:
+    """(value, label) pairs for a select; '' (server default) is shown as 'default'."""
+    if field == "version":
+        return [
+            (v or _DEFAULT, f"v {v}" if v and not v.startswith("niji") else (v or _DEFAULT)) for v in prefs_mod.VERSIONS
+        ]
+    if field == "stylize":
+        return [
+            (str(v) if v is not None else _DEFAULT, f"--s {v}" if v is not None else _DEFAULT)
+            for v in prefs_mod.STYLIZE_LEVELS
+        ]
+    if field == "speed":
+        return [(v or _DEFAULT, v or _DEFAULT) for v in prefs_mod.SPEEDS]
+    return [(v or _DEFAULT, f"--ar {v}" if v else _DEFAULT) for v in prefs_mod.ASPECTS]
+
+
+def _current(prefs: UserPrefs, field: str) -> str:
+    value = getattr(prefs, field)
+    return _DEFAULT if value in ("", None) else str(value)
+
+
+def summary(prefs: UserPrefs, locale: str) -> discord.Embed:
+    embed = discord.Embed(title=t("settings.title", locale), color=0x5865F2)
+    for field in ("version", "stylize", "speed", "aspect"):
+        embed.add_field(name=t(f"settings.{field}", locale), value=_current(prefs, field), inline=True)
+    embed.add_field(name=t("settings.remix", locale), value=t("settings.on" if prefs.remix else "settings.off", locale))
+    embed.add_field(name=t("settings.visibility", locale), value=t(f"settings.visibility_{prefs.visibility}", locale))
+    if prefs.suffix:
+        embed.add_field(name=t("settings.suffix", locale), value=prefs.suffix[:1024], inline=False)
+    embed.set_footer(text=t("settings.footer", locale))
+    return embed
+
+
+def panel(prefs: UserPrefs, locale: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for row, field in enumerate(("version", "stylize", "speed", "aspect")):
+        current = _current(prefs, field)
+        options = [
+            discord.SelectOption(label=label, value=value, default=value == current) for value, label in _choices(field)
+        ]
+        view.add_item(
+            discord.ui.Select(
+                custom_id=SELECT_ID.format(field=field),
+                placeholder=t(f"settings.{field}", locale),
+                options=options,
+                row=row,
+            )
+        )
+    toggles = (
+        ("remix", "🎛️", discord.ButtonStyle.success if prefs.remix else discord.ButtonStyle.secondary),
+        ("visibility", "📬" if prefs.visibility == "dm" else "💬", discord.ButtonStyle.secondary),
+        ("reset", "♻️", discord.ButtonStyle.danger),
+    )
+    for field, emoji, style in toggles:
+        view.add_item(
+            discord.ui.Button(
+                custom_id=TOGGLE_ID.format(field=field),
+                label=t(f"settings.button_{field}", locale),
+                emoji=emoji,
+                style=style,
+                row=4,
+            )
+        )
+    view.stop()  # shown only; the DynamicItems below answer the clicks
+    return view
+
+
+async def show_panel(interaction: Interaction, prefs: UserPrefs, *, edit: bool) -> None:
+    locale = locale_of(interaction)
+    if edit:
+        await interaction.response.edit_message(embed=summary(prefs, locale), view=panel(prefs, locale))
+    else:
+        await interaction.response.send_message(embed=summary(prefs, locale), view=panel(prefs, locale), ephemeral=True)
+
+
+class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=SELECT_TEMPLATE):
+    def __init__(self, field: str) -> None:
+        super().__init__(discord.ui.Select(custom_id=SELECT_ID.format(field=field)))
+        self.field = field
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Select[Any], match: re.Match[str], /
+    ) -> SettingSelect:
+        return cls(match["field"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            values = (interaction.data or {}).get("values") or []  # type: ignore[union-attr]
+            raw = str(values[0]) if values else _DEFAULT
+            value: object = "" if raw == _DEFAULT else raw
+            if self.field == "stylize":
+                value = None if raw == _DEFAULT else int(raw)
+            store = interaction.client.store
+            prefs = (await store.get_prefs(interaction.user.id)).with_changes(**{self.field: value})
+            await store.save_prefs(prefs)
+            await show_panel(interaction, prefs, edit=True)
+        except (ValueError, BotError) as error:
+            await report_error(
+                interaction, error if isinstance(error, BotError) else InputError("prefs.bad_value", name=self.field)
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class SettingToggle(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TOGGLE_TEMPLATE):
+    def __init__(self, field: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=TOGGLE_ID.format(field=field)))
+        self.field = field
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> SettingToggle:
+        return cls(match["field"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            store = interaction.client.store
+            prefs = await store.get_prefs(interaction.user.id)
+            if self.field == "remix":
+                prefs = prefs.with_changes(remix=not prefs.remix)
+            elif self.field == "visibility":
+                prefs = prefs.with_changes(visibility="channel" if prefs.visibility == "dm" else "dm")
+            else:  # reset keeps the suffix and option sets: those are managed with /prefer
+                prefs = UserPrefs(prefs.user_id, suffix=prefs.suffix, option_sets=prefs.option_sets)
+            await store.save_prefs(prefs)
+            await show_panel(interaction, prefs, edit=True)
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+ITEMS = (SettingSelect, SettingToggle)
+
+
+class Settings(commands.Cog):
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(*ITEMS)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*ITEMS)
+
+    @app_commands.command(name=_("settings"), description=_("Your default model, stylize, speed, remix and more"))
+    async def settings(self, interaction: Interaction) -> None:
+        await show_panel(interaction, await self.bot.store.get_prefs(interaction.user.id), edit=False)
+
+    prefer = app_commands.Group(name=_("prefer"), description=_("Your prompt suffix and option sets"))
+    option = app_commands.Group(name=_("option"), description=_("Named option sets"), parent=prefer)
+
+    @prefer.command(name=_("suffix"), description=_("Text added to every prompt (leave empty to remove)"))
+    @app_commands.describe(value=_("For example: --style raw --s 150"))
+    async def suffix(self, interaction: Interaction, value: app_commands.Range[str, 0, 500] | None = None) -> None:
+        locale = locale_of(interaction)
+        try:
+            store = self.bot.store
+            prefs = (await store.get_prefs(interaction.user.id)).with_changes(suffix=" ".join((value or "").split()))
+            await store.save_prefs(prefs)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        text = (
+            t("prefer.suffix_set", locale, suffix=prefs.suffix) if prefs.suffix else t("prefer.suffix_cleared", locale)
+        )
+        await reply(interaction, text)
+
+    @option.command(name=_("set"), description=_("Create or change an option set, used as --name in prompts"))
+    @app_commands.describe(name=_("The name, used as --name"), value=_("What it expands to, e.g. --ar 21:9 --s 250"))
+    async def option_set(
+        self, interaction: Interaction, name: app_commands.Range[str, 1, 32], value: app_commands.Range[str, 1, 300]
+    ) -> None:
+        locale = locale_of(interaction)
+        try:
+            store = self.bot.store
+            prefs = await store.get_prefs(interaction.user.id)
+            clean, text = check_option_set(name, value, prefs.option_sets)
+            await store.save_prefs(prefs.with_changes(option_sets={**prefs.option_sets, clean: text}))
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await reply(interaction, t("prefer.option_saved", locale, name=clean, value=text))
+
+    @option.command(name=_("list"), description=_("Show your option sets"))
+    async def option_list(self, interaction: Interaction) -> None:
+        locale = locale_of(interaction)
+        prefs = await self.bot.store.get_prefs(interaction.user.id)
+        if not prefs.option_sets:
+            await reply(interaction, t("prefer.no_options", locale))
+            return
+        lines = [f"`--{name}` → `{value}`" for name, value in sorted(prefs.option_sets.items())]
+        await reply(interaction, t("prefer.options_header", locale) + "\n" + "\n".join(lines))
+
+    @option.command(name=_("delete"), description=_("Delete an option set"))
+    @app_commands.describe(name=_("The option set to delete"))
+    async def option_delete(self, interaction: Interaction, name: app_commands.Range[str, 1, 32]) -> None:
+        locale = locale_of(interaction)
+        store = self.bot.store
+        prefs = await store.get_prefs(interaction.user.id)
+        clean = name.strip().lstrip("-").lower()
+        if clean not in prefs.option_sets:
+            await report_error(interaction, InputError("prefer.no_such_option", name=clean))
+            return
+        remaining = {k: v for k, v in prefs.option_sets.items() if k != clean}
+        await store.save_prefs(prefs.with_changes(option_sets=remaining))
+        await reply(interaction, t("prefer.option_deleted", locale, name=clean))
+
+
+async def setup(bot: MJBot) -> None:
+    await bot.add_cog(Settings(bot))

@@ -1,0 +1,91 @@
+"""/show: bring back one of your past results, with live buttons, in the current channel."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot import render
+from bot.errors import BotError, InputError
+from bot.images import EXTENSIONS, sniff_image
+from bot.models import SUCCESS
+from bot.responder import report_error
+from bot.store import TaskRecord
+from cogs._shared import discard_thinking
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+log = logging.getLogger(__name__)
+
+
+class Show(commands.Cog):
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    async def _image(self, record: TaskRecord) -> bytes | None:
+        """Our re-uploaded copy first; if that link expired, ask the API for the task again."""
+        limit = self.bot.settings.max_upload_bytes
+        for url in (record.result_url, record.image_url):
+            if not url:
+                continue
+            try:
+                data = await self.bot.fetcher.fetch(url, max_bytes=limit)
+            except BotError:
+                continue
+            if data and sniff_image(data):
+                return data
+        try:
+            task = await self.bot.jobs.client(record.upstream).fetch(record.id)
+        except BotError:
+            return None
+        if task is None or not task.image_url:
+            return None
+        try:
+            return await self.bot.fetcher.fetch(task.image_url, max_bytes=limit)
+        except BotError:
+            return None
+
+    @app_commands.command(name=_("show"), description=_("Bring back one of your results by its task id"))
+    @app_commands.describe(task_id=_("The task id shown under the result"))
+    async def show(self, interaction: Interaction, task_id: app_commands.Range[str, 1, 40]) -> None:
+        record = await self.bot.store.get_task(task_id.strip())
+        permissions = interaction.permissions
+        if record is None or (record.user_id != interaction.user.id and not permissions.manage_messages):
+            await report_error(interaction, InputError("show.not_found"))
+            return
+        if record.status != SUCCESS:
+            await report_error(interaction, InputError("show.not_finished"))
+            return
+        await interaction.response.defer(thinking=True)
+        data = await self._image(record)
+        file = None
+        image = None
+        if data is not None:
+            name = render.result_filename(record, EXTENSIONS.get(sniff_image(data) or "", "png"))
+            file = discord.File(io.BytesIO(data), filename=name)
+            image = f"attachment://{name}"
+        parts = render.render_task(record, image=image)
+        try:
+            kwargs = {"content": parts.content, "embed": parts.embed, "view": render.build_view(parts.buttons)}
+            if file is not None:
+                kwargs["attachments"] = [file]
+            await interaction.edit_original_response(**kwargs)  # type: ignore[arg-type]
+        except discord.HTTPException as exc:
+            log.warning("Could not show task %s again (HTTP %s)", record.id, exc.status)
+            await discard_thinking(interaction)
+            await report_error(interaction, InputError("show.failed"))
+
+
+async def setup(bot: MJBot) -> None:
+    await bot.add_cog(Show(bot))
