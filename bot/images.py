@@ -49,20 +49,65 @@ class CheckedImage:
         return EXTENSIONS.get(self.mime, "png")
 
 
+#: An upload up to this many times the size limit is shrunk to fit instead of refused.
+SHRINK_FACTOR = 4
+#: Refuse decompression bombs: more pixels than a 8K x 5K photo is not a reference image.
+MAX_PIXELS = 40_000_000
+_LONGEST_SIDE = 2048
+
+
+def _too_large(size: int, max_bytes: int) -> InputError:
+    return InputError("input.too_large", size_mb=f"{size / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}")
+
+
+def shrink(image: Image.Image, max_bytes: int) -> bytes | None:
+    """Re-encode as JPEG, scaling down until it fits; None if even a small version does not."""
+    if image.mode not in ("RGB", "L"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, "white")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        image = background
+    scale = min(1.0, _LONGEST_SIDE / max(image.size))
+    while True:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        resized = image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+        for quality in (90, 80, 70):
+            buffer = io.BytesIO()
+            resized.save(buffer, "JPEG", quality=quality, optimize=True)
+            if buffer.tell() <= max_bytes:
+                return buffer.getvalue()
+        scale *= 0.75
+        if max(size) < 256:
+            return None
+
+
 def check_image(data: bytes, *, max_bytes: int) -> CheckedImage:
-    """Reject non-images, corrupt images and oversized files with a user-facing InputError."""
-    if len(data) > max_bytes:
-        raise InputError("input.too_large", size_mb=f"{len(data) / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}")
+    """Reject non-images and corrupt images; shrink moderately oversized ones, refuse the rest.
+
+    Each case is a user-facing InputError, so nothing is submitted for a bad upload.
+    """
+    if len(data) > max_bytes * SHRINK_FACTOR:
+        raise _too_large(len(data), max_bytes)
     mime = sniff_image(data)
     if mime is None:
         raise InputError("input.not_image")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise _too_large(len(data), max_bytes)
             image.verify()
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            width, height = image.size
+            if len(data) > max_bytes:
+                smaller = shrink(image, max_bytes)
+                if smaller is None:
+                    raise _too_large(len(data), max_bytes)
+                log.info("Shrank an upload from %d to %d bytes", len(data), len(smaller))
+                with Image.open(io.BytesIO(smaller)) as shrunk:
+                    width, height = shrunk.size
+                return CheckedImage(data=smaller, mime="image/jpeg", width=width, height=height)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError("input.corrupt_image") from None
     return CheckedImage(data=data, mime=mime, width=width, height=height)
 

@@ -11,7 +11,7 @@ from bot import render
 from bot.client import data_url
 from bot.errors import BotError, InputError
 from bot.i18n import t
-from bot.images import check_image
+from bot.images import SHRINK_FACTOR, check_image
 from bot.jobs import Submit
 from bot.preferences import UserPrefs
 from bot.responder import locale_of, reply, report_error
@@ -31,12 +31,11 @@ CLICK_WINDOW = 10.0
 
 
 async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
-    """A user's attachment as a data URL, after checking its bytes (not its name)."""
-    if attachment.size > max_bytes:
+    """A user's attachment as a data URL, after checking its bytes (not its name); a moderately
+    oversized image is shrunk to fit."""
+    if attachment.size > max_bytes * SHRINK_FACTOR:
         raise InputError(
-            "input.too_large",
-            size_mb=f"{attachment.size / 1048576:.1f}",
-            limit_mb=f"{max_bytes / 1048576:.0f}",
+            "input.too_large", size_mb=f"{attachment.size / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}"
         )
     try:
         data = await attachment.read()
@@ -48,13 +47,13 @@ async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
 
 async def read_images(attachments: list[discord.Attachment | None], *, max_bytes: int, max_total: int) -> list[str]:
     """Several attachments as data URLs; also caps the request body the API will receive."""
-    present = [a for a in attachments if a is not None]
-    total = sum(a.size for a in present)
+    images = [await read_image(a, max_bytes=max_bytes) for a in attachments if a is not None]
+    total = sum(len(i) * 3 // 4 for i in images)  # decoded size of the base64 payloads
     if total > max_total:
         raise InputError(
             "input.total_too_large", size_mb=f"{total / 1048576:.1f}", limit_mb=f"{max_total / 1048576:.0f}"
         )
-    return [await read_image(a, max_bytes=max_bytes) for a in present]
+    return images
 
 
 async def discard_thinking(interaction: Interaction) -> None:

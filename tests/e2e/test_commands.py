@@ -126,11 +126,11 @@ async def test_swapface_uploads_the_result(bot: MJBot, discord_fake: FakeDiscord
 BAD_INPUTS: list[tuple[str, str, dict[str, Any], str]] = [
     ("not an image", "describe", {"image": ("notes.png", b"just some text, no picture", "image/png")}, "not an image"),
     ("corrupt image", "describe", {"image": ("broken.png", png()[:60], "image/png")}, "damaged"),
-    ("too large", "describe", {"image": ("huge.png", noisy_png(700), "image/png")}, "the limit is"),
+    ("too large even to shrink", "describe", {"image": ("huge.png", noisy_png(1300), "image/png")}, "the limit is"),
     (
         "blend too large in total",
         "blend",
-        {"image1": ("a.png", noisy_png(500), "image/png"), "image2": ("b.png", noisy_png(500), "image/png")},
+        {"image1": ("a.png", noisy_png(550), "image/png"), "image2": ("b.png", noisy_png(550), "image/png")},
         "for one command",
     ),
     ("empty prompt", "imagine", {"prompt": "   "}, "type a prompt"),
@@ -166,6 +166,19 @@ async def test_bad_input_gets_a_clear_private_message_and_nothing_is_submitted(
     assert mj.submits() == []
     visible = [m for m in discord_fake.channel_messages(discord_fake.channel) if not m.ephemeral]
     assert visible == [], [m.text() for m in visible]
+
+
+async def test_oversized_upload_is_shrunk_to_fit_and_submitted(
+    runner: Any, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    await runner.start(max_image_bytes=1024 * 1024)
+    big = noisy_png(800)  # about 1.9 MB: over the limit, under four times it
+    assert len(big) > 1024 * 1024
+    message = await run(discord_fake, "describe", {"image": ("big.png", big, "image/png")})
+    await discord_fake.wait_for(lambda: done_with_text(message), timeout=15)
+    sent = mj.submits("/submit/describe")[0].json["base64"]
+    assert sent.startswith("data:image/jpeg;base64,")
+    assert len(sent) * 3 // 4 <= 1024 * 1024 + 3
 
 
 async def test_describe_url_from_the_api_host_is_allowed(
