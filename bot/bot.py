@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,11 +15,15 @@ from discord.ext import commands
 from bot.client import MJClient, UpstreamConfig
 from bot.config import Settings
 from bot.errors import NotAllowed
+from bot.i18n import CatalogTranslator
 from bot.images import ImageFetcher
 from bot.jobs import Jobs
+from bot.keys import KeyRing, Upstreams, cipher_from
+from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
 from bot.store import Store
 from bot.tracker import Tracker, TrackerSettings
+from bot.web import WebServer, load_secrets
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,16 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.shorten",
     "cogs.swapface",
     "cogs.actions",
+    "cogs.admin",
+    "cogs.me",
+    "cogs.manage",
+    "cogs.settings",
+    "cogs.show",
+    "cogs.info",
 )
+
+# Seconds a shutdown (SIGTERM) waits for the tracker's queued Discord writes.
+SHUTDOWN_GRACE = 10.0
 
 
 class MJCommandTree(app_commands.CommandTree["MJBot"]):
@@ -49,6 +63,8 @@ class MJBot(commands.Bot):
     jobs: Jobs
     tracker: Tracker
     fetcher: ImageFetcher
+    keys: KeyRing
+    policy: Policy
 
     def __init__(self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -63,17 +79,21 @@ class MJBot(commands.Bot):
         )
         self.settings = settings
         self._extensions = extensions
-        self.upstreams: dict[str, MJClient] = {}
+        # "default" (the .env key) plus one lazily created client per admin-managed key.
+        self.upstreams: Upstreams = Upstreams()
         self._simulator: Any = None
+        #: The HTTP server (push updates, Vary (Region) editor, /health); None unless PUBLIC_URL/WEB_PORT.
+        self.web: WebServer | None = None
 
     async def setup_hook(self) -> None:
         settings = self.settings
         self.store = await Store.open(settings.database_path)
+        await self.tree.set_translator(CatalogTranslator())
         base_url = settings.api_base
         if settings.uses_simulator:
             from bot.simulator import SimulatedProxy
 
-            self._simulator = SimulatedProxy(clock="time")
+            self._simulator = SimulatedProxy(clock="time", step_seconds=settings.simulator_step_seconds)
             base_url = await self._simulator.start()
             log.info("Try-it mode: using the built-in simulated midjourney-proxy at %s", base_url)
         self.upstreams["default"] = MJClient(
@@ -93,22 +113,37 @@ class MJBot(commands.Bot):
             self.upstreams,
             self.fetcher,
             TrackerSettings(
-                poll_interval=settings.poll_interval,
+                # With push updates polling is only the safety net (MJ_API.md §8): PUSH_POLL_INTERVAL.
+                poll_interval=settings.tracker_poll_interval,
                 batch_size=settings.poll_batch_size,
                 task_timeout=settings.task_timeout,
                 max_upload_bytes=settings.max_upload_bytes,
             ),
         )
-        self.jobs = Jobs(self.store, self.upstreams, self.tracker)
+        self.keys = KeyRing(self.store, self.upstreams, cipher_from(settings), timeout=settings.api_timeout)
+        await self.keys.load()  # ConfigError when stored keys cannot be decrypted
+        self.policy = Policy(self.store, channel_info_from(self))
+        self.jobs = Jobs(self.store, self.upstreams, self.tracker, keys=self.keys, policy=self.policy)
         for extension in self._extensions:
             await self.load_extension(extension)
         await self.tracker.resume()
         self.tracker.start()  # waits for READY inside its own task, never here
+        if settings.web_enabled:
+            web_server = WebServer(self, settings, await load_secrets(self.store, settings))
+            await web_server.start()
+            self.web = web_server
+            self.jobs.notify_hook = web_server.notify_hook
         if settings.sync_commands:
             await self.sync_commands_if_changed()
 
-    def command_tree_hash(self, guild: discord.abc.Snowflake | None = None) -> str:
-        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+    async def command_tree_hash(self, guild: discord.abc.Snowflake | None = None) -> str:
+        """Digest of exactly what a sync would send, translations included (a new zh-CN string resyncs)."""
+        translator = self.tree.translator
+        commands_ = self.tree.get_commands(guild=guild)
+        if translator is not None:
+            payload = [await command.get_translated_payload(self.tree, translator) for command in commands_]
+        else:
+            payload = [command.to_dict(self.tree) for command in commands_]
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     async def sync_commands_if_changed(self) -> None:
@@ -117,7 +152,7 @@ class MJBot(commands.Bot):
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
         scope = f"sync:{guild.id if guild else 'global'}"
-        digest = self.command_tree_hash(guild)
+        digest = await self.command_tree_hash(guild)
         if await self.store.get_meta(scope) == digest:
             log.info("Slash commands unchanged; not syncing")
             return
@@ -130,12 +165,21 @@ class MJBot(commands.Bot):
         log.info("Synced %d slash command(s) %s", len(synced), "to the dev guild" if guild else "globally")
 
     async def close(self) -> None:
+        # Shutdown order (SIGTERM too): take no more pushes and let accepted ones finish, let the
+        # tracker send the edits it has queued, stop it, and only then leave Discord, so an edit in
+        # flight lands before the gateway and the HTTP session go away.
+        if self.web is not None:
+            await self.web.stop()
+            self.web = None
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
+            await self._drain(tracker)
             await tracker.stop()
         await super().close()
-        for client in self.upstreams.values():
-            await client.aclose()
+        keys = getattr(self, "keys", None)
+        if keys is not None:
+            await keys.aclose()
+        await self.upstreams.aclose()
         fetcher = getattr(self, "fetcher", None)
         if fetcher is not None:
             await fetcher.aclose()
@@ -144,6 +188,18 @@ class MJBot(commands.Bot):
         store = getattr(self, "store", None)
         if store is not None:
             await store.close()
+
+    async def _drain(self, tracker: Tracker) -> None:
+        """Wait (at most SHUTDOWN_GRACE) until no Discord write is queued, being sent or retried."""
+        if self.is_closed() or not self.is_ready() or not tracker.pending_writes:
+            return
+        log.info("Shutdown: waiting for %d message update(s) to land", tracker.pending_writes)
+        for _ in range(int(SHUTDOWN_GRACE / 0.05)):  # the tracker has no "drained" event to wait on
+            if not tracker.pending_writes:
+                return
+            await asyncio.sleep(0.05)
+        if tracker.pending_writes:
+            log.warning("Shutdown: %d message update(s) did not land in time", tracker.pending_writes)
 
     async def on_ready(self) -> None:
         user = self.user

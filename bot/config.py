@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
 MODES = ("", "fast", "relax", "turbo")
 SIMULATOR = "simulator"
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -54,6 +56,57 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
+def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    parts = _get(env, name).replace(",", " ").split()
+    bad = [p for p in parts if not p.isdigit()]
+    if bad:
+        raise ConfigError(f"{name} must be Discord user ids (digits) separated by commas, got {bad[0]!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _fernet_key(env: Mapping[str, str], name: str) -> str:
+    """Checked here so a typo stops the bot at start, not at the first key an admin adds."""
+    value = _get(env, name)
+    if not value:
+        return ""
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(value.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        # Never echo the value: it is a secret.
+        raise ConfigError(
+            f"{name} is not a valid key: generate one with "
+            'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        ) from None
+    return value
+
+
+def _public_url(env: Mapping[str, str], name: str) -> str:
+    """Where the API server and browsers reach this bot's HTTP server (reverse proxy or host:port)."""
+    value = _get(env, name).rstrip("/")
+    if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ConfigError(f"{name} must be an http:// or https:// URL without query, got {value!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    raw = _get(env, name)
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{name} must be a port number from 1 to 65535, got {raw!r}")
+    return int(raw)
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = _get(env, name)
+    if value and not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", value):
+        # Never echo the value: it is a secret.
+        raise ConfigError(f"{name} must be 16 to 128 letters, digits, '-' or '_'")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     discord_token: str = field(repr=False)
@@ -73,10 +126,35 @@ class Settings:
     max_request_bytes: int = 20 * 1024 * 1024
     default_locale: str = "en"
     log_level: str = "INFO"
+    log_format: str = "text"
+    # The bot's own small HTTP server (issue 6): push updates, Vary (Region) editor, /health. On when
+    # PUBLIC_URL or WEB_PORT is set; WEB_PORT 0 (tests) binds a free port.
+    public_url: str = ""
+    web_host: str = "127.0.0.1"
+    web_port: int | None = None
+    notify_secret: str = field(default="", repr=False)
+    push_poll_interval: float | None = None  # None: POLL_INTERVAL (relays drop notifyHook)
+    simulator_step_seconds: float = 2.0
+    # Admin-managed API keys (issue 4): Fernet key for the stored secrets, extra bot owners, and the
+    # private hosts server admins may point keys at (the bot owner may use any).
+    key_encryption_key: str = field(default="", repr=False)
+    owner_ids: tuple[int, ...] = ()
+    key_allowed_hosts: tuple[str, ...] = ()
 
     @property
     def uses_simulator(self) -> bool:
         return self.api_base.lower() == SIMULATOR
+
+    @property
+    def web_enabled(self) -> bool:
+        return bool(self.public_url) or self.web_port is not None
+
+    @property
+    def tracker_poll_interval(self) -> float:
+        """Seconds between polls: PUSH_POLL_INTERVAL when pushes can arrive (PUBLIC_URL), else POLL_INTERVAL."""
+        if self.public_url and self.push_poll_interval is not None:
+            return self.push_poll_interval
+        return self.poll_interval
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,4 +191,16 @@ class Settings:
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024),
             default_locale=_choice(env, "DEFAULT_LOCALE", ("en", "zh-cn"), "en"),
             log_level=_get(env, "LOG_LEVEL", "INFO").upper() or "INFO",
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
+            public_url=_public_url(env, "PUBLIC_URL"),
+            web_host=_get(env, "WEB_HOST", "127.0.0.1") or "127.0.0.1",
+            web_port=_port(env, "WEB_PORT"),
+            notify_secret=_secret(env, "NOTIFY_SECRET"),
+            push_poll_interval=_float(env, "PUSH_POLL_INTERVAL", 0.0, minimum=0.05)
+            if _get(env, "PUSH_POLL_INTERVAL")
+            else None,
+            simulator_step_seconds=_float(env, "SIMULATOR_STEP_SECONDS", 2.0, minimum=0.05),
+            key_encryption_key=_fernet_key(env, "KEY_ENCRYPTION_KEY"),
+            owner_ids=_ids(env, "OWNER_IDS"),
+            key_allowed_hosts=tuple(h.lower() for h in _get(env, "KEY_ALLOWED_HOSTS").replace(",", " ").split()),
         )

@@ -34,6 +34,7 @@ MODAL_TASK_ID = "mj:open:{task}"  # open the prompt modal of a MODAL task (remix
 REDESCRIBE_ID = "mj:redo:{task}"  # describe the same image again
 CANCEL_ID = "mj:cancel:{task}"  # stop an in-flight task (requester or moderator)
 DELETE_ID = "mj:del:{task}"  # delete a result message (requester or moderator)
+SEED_ID = "mj:seed:{task}"  # ℹ️ seed, full prompt and parameters of a result (cogs/info.py)
 
 ACTION_TEMPLATE = r"mj:act:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d{1,2})"
 CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
@@ -42,6 +43,7 @@ MODAL_TASK_TEMPLATE = r"mj:open:(?P<task>[0-9A-Za-z_-]{1,40})"
 REDESCRIBE_TEMPLATE = r"mj:redo:(?P<task>[0-9A-Za-z_-]{1,40})"
 CANCEL_TEMPLATE = r"mj:cancel:(?P<task>[0-9A-Za-z_-]{1,40})"
 DELETE_TEMPLATE = r"mj:del:(?P<task>[0-9A-Za-z_-]{1,40})"
+SEED_TEMPLATE = r"mj:seed:(?P<task>[0-9A-Za-z_-]{1,40})"
 
 MAX_ROWS = 5
 ROW_WIDTH = 5
@@ -281,6 +283,18 @@ def with_tool_button(buttons: tuple[ButtonSpec, ...], tool: ButtonSpec) -> tuple
     return buttons
 
 
+def seed_button(record: TaskRecord) -> ButtonSpec:
+    return ButtonSpec(SEED_ID.format(task=record.id), "", "ℹ️", 2)
+
+
+def tool_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
+    """A finished task's buttons plus ℹ️ (seed, prompt, parameters) on Midjourney pictures."""
+    buttons = result_buttons(record)
+    if record.action in ("DESCRIBE", "SHORTEN", "SWAP_FACE"):  # text results and face swaps have no seed
+        return buttons
+    return with_tool_button(buttons, seed_button(record))
+
+
 def delete_button(record: TaskRecord) -> ButtonSpec:
     return ButtonSpec(DELETE_ID.format(task=record.id), "", "🗑️", 2)
 
@@ -292,7 +306,7 @@ def cancel_button(record: TaskRecord) -> ButtonSpec:
 # ---- the message ----------------------------------------------------------------------------------
 
 
-def _status_line(record: TaskRecord, locale: str) -> str:
+def status_line(record: TaskRecord, locale: str) -> str:
     if record.status == IN_PROGRESS:
         if record.progress is None:
             return t("status.running_unknown", locale)
@@ -341,7 +355,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
             embed.add_field(name=t("field.took", locale), value=t("duration", locale, m=took // 60, s=took % 60))
         embed.set_footer(text=t("footer.task", locale, id=record.id))
         content = t("content.done", locale, mention=mention)
-        return MessageParts(content, embed, with_tool_button(result_buttons(record), delete_button(record)))
+        return MessageParts(content, embed, with_tool_button(tool_buttons(record), delete_button(record)))
 
     if record.status in (FAILURE, CANCEL):
         embed = discord.Embed(title=title, description=description or None, color=COLOR_FAILURE)
@@ -352,7 +366,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
         return MessageParts(t("content.failed", locale, mention=mention), embed, (delete_button(record),))
 
     embed = discord.Embed(title=title, description=description or None, color=COLOR_RUNNING)
-    embed.add_field(name=t("field.status", locale), value=_status_line(record, locale), inline=True)
+    embed.add_field(name=t("field.status", locale), value=status_line(record, locale), inline=True)
     if started:
         # Discord renders <t:..:R> live ("2 minutes ago"), so elapsed time needs no edits.
         embed.add_field(name=t("field.started", locale), value=f"<t:{started}:R>", inline=True)

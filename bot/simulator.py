@@ -114,6 +114,7 @@ class SimTask:
     source_mime: str = "image/png"
     mask: str | None = None
     image_count: int = 0
+    step_seconds: float | None = None  # clock "time": this task's own pace (None: the proxy's)
 
 
 @dataclass(slots=True)
@@ -391,6 +392,16 @@ class SimulatedProxy:
             and ("/submit/" in r.path or "/insight-face/" in r.path)
             and r.path.endswith(path_suffix)
         ]
+
+    def add_task(
+        self, prompt: str = "a benchmark task", *, step_seconds: float | None = None, start_in: float = 0.0
+    ) -> str:
+        """An accepted IMAGINE without a submit request (benchmarks). With clock "time" it takes its
+        first step `start_in` + `step_seconds` from now, then one step per `step_seconds`."""
+        task = self._new_task("IMAGINE", "grid", {}, None, prompt=prompt)
+        task.step_seconds = step_seconds
+        task.last_step = time.monotonic() + start_in
+        return task.id
 
     def finish(self, task_id: str) -> None:
         """Jump a task to SUCCESS now (held or not)."""
@@ -1071,7 +1082,7 @@ class SimulatedProxy:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for task in list(self.tasks.values()):
-                if now - task.last_step >= self.step_seconds:
+                if now - task.last_step >= (task.step_seconds or self.step_seconds):
                     self._advance(task)
 
     def _notify(self, task: SimTask) -> None:

@@ -6,20 +6,38 @@ methods below and never sees SQL, so a PostgreSQL backend can later implement th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from bot.models import MJButton
+from bot.preferences import UserPrefs
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL: another connection holds the lock, or the
+# disk is (for now) full or failing. Worth waiting for; anything else is a bug and raises at once.
+_RETRYABLE_DB_ERRORS = frozenset({5, 6, 10, 13})
+
+
+def _retryable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _RETRYABLE_DB_ERRORS
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "disk is full", "disk i/o"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +107,21 @@ def _migrations() -> list[tuple[int, str]]:
 class Store:
     """SQLite (aiosqlite) storage. Open with `await Store.open(path)`; close with `await store.close()`."""
 
+    #: Seconds SQLite itself waits for another connection's lock before a write fails.
+    busy_timeout: float = 10.0
+    #: Tries of a write that failed on a lock or a full disk (backoff doubles from `write_backoff`).
+    write_attempts: int = 6
+    write_backoff: float = 0.2
+
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path) -> Store:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(str(path), timeout=10.0)
+        connection = await aiosqlite.connect(str(path), timeout=cls.busy_timeout)
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA foreign_keys=ON")
@@ -124,6 +149,28 @@ class Store:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    async def _write(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` (its statements) and commit, one write at a time. While SQLite is locked by
+        another connection or the disk is full, roll back, log, wait (doubling) and run it again, so
+        a busy or full disk delays a write instead of losing it; after `write_attempts` it raises."""
+        async with self._write_lock:
+            attempt = 1
+            while True:
+                try:
+                    result = await work()
+                    await self._db.commit()
+                    return result
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.rollback()
+                    if not _retryable(exc) or attempt >= self.write_attempts:
+                        raise
+                    delay = min(self.write_backoff * 2 ** (attempt - 1), 10.0)
+                    retries = self.write_attempts - 1
+                    log.warning("Database write failed (%s); retry %d/%d in %.1f s", exc, attempt, retries, delay)
+                    await asyncio.sleep(delay)
+                    attempt += 1
+
     # ---- tasks -----------------------------------------------------------------------------------
 
     async def insert_task(self, record: TaskRecord) -> TaskRecord:
@@ -131,8 +178,8 @@ class Store:
         record = replace(record, created_at=record.created_at or now, updated_at=now)
         placeholders = ", ".join("?" for _ in _COLUMNS)
         values = [_to_db(name, getattr(record, name)) for name in _COLUMNS]
-        await self._db.execute(f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})", values)
-        await self._db.commit()
+        sql = f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        await self._write(lambda: self._db.execute(sql, values))
         return record
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
@@ -157,8 +204,31 @@ class Store:
         changes["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in changes)
         values = [_to_db(name, value) for name, value in changes.items()]
-        await self._db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", [*values, task_id])
-        await self._db.commit()
+        await self._write(lambda: self._db.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", [*values, task_id]))
+
+    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """`update_task` for many tasks ({task id: {column: value}}) in one transaction: the tracker
+        saves a whole poll cycle at once instead of committing thousands of times."""
+        groups: dict[tuple[str, ...], list[list[Any]]] = {}
+        now = time.time()
+        for task_id, columns in changes.items():
+            if not columns:
+                continue
+            unknown = set(columns) - set(_COLUMNS) | ({"id"} & set(columns))
+            if unknown:
+                raise ValueError(f"cannot update task columns: {sorted(unknown)}")
+            names = (*columns, "updated_at")
+            values = [_to_db(name, value) for name, value in columns.items()]
+            groups.setdefault(names, []).append([*values, now, task_id])
+        if not groups:
+            return
+
+        async def work() -> None:
+            for names, rows in groups.items():
+                assignments = ", ".join(f"{name} = ?" for name in names)
+                await self._db.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?", rows)
+
+        await self._write(work)
 
     async def in_flight(self) -> list[TaskRecord]:
         """Every task whose final state is not yet on Discord, oldest first."""
@@ -194,10 +264,8 @@ class Store:
             for r in records
         ]
         placeholders = ", ".join("?" for _ in _COLUMNS)
-        await self._db.executemany(
-            f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})", rows
-        )
-        await self._db.commit()
+        sql = f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        await self._write(lambda: self._db.executemany(sql, rows))
 
     # ---- clicks ----------------------------------------------------------------------------------
 
@@ -207,20 +275,62 @@ class Store:
         One upsert statement, so two clicks racing (even from two processes) cannot both win.
         """
         now = time.time()
-        cursor = await self._db.execute(
-            "INSERT INTO clicks (task_id, button, user_id, child_id, created_at) VALUES (?, ?, ?, NULL, ?) "
-            "ON CONFLICT (task_id, button) DO UPDATE SET user_id = excluded.user_id, "
-            "child_id = NULL, created_at = excluded.created_at WHERE clicks.created_at < ?",
-            (task_id, button, user_id, now, now - window),
-        )
-        claimed = cursor.rowcount == 1
-        await cursor.close()
-        await self._db.commit()
-        return claimed
+
+        async def claim() -> bool:
+            cursor = await self._db.execute(
+                "INSERT INTO clicks (task_id, button, user_id, child_id, created_at) VALUES (?, ?, ?, NULL, ?) "
+                "ON CONFLICT (task_id, button) DO UPDATE SET user_id = excluded.user_id, "
+                "child_id = NULL, created_at = excluded.created_at WHERE clicks.created_at < ?",
+                (task_id, button, user_id, now, now - window),
+            )
+            claimed = cursor.rowcount == 1
+            await cursor.close()
+            return claimed
+
+        return await self._write(claim)
 
     async def release_click(self, task_id: str, button: str) -> None:
         """The claimed submit failed before anything was charged: let the user try again."""
-        await self._db.execute("DELETE FROM clicks WHERE task_id = ? AND button = ?", (task_id, button))
+        await self._write(
+            lambda: self._db.execute("DELETE FROM clicks WHERE task_id = ? AND button = ?", (task_id, button))
+        )
+
+    # ---- user preferences (/settings, /prefer) ----------------------------------------------------
+
+    async def get_prefs(self, user_id: int) -> UserPrefs:
+        async with self._db.execute("SELECT * FROM user_prefs WHERE user_id = ?", (user_id,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return UserPrefs(user_id)
+        return UserPrefs(
+            user_id=user_id,
+            version=row["version"],
+            stylize=row["stylize"],
+            speed=row["speed"],
+            remix=bool(row["remix"]),
+            visibility=row["visibility"],
+            aspect=row["aspect"],
+            suffix=row["suffix"],
+            option_sets=json.loads(row["option_sets"] or "{}"),
+        )
+
+    async def save_prefs(self, prefs: UserPrefs) -> None:
+        await self._db.execute(
+            "INSERT OR REPLACE INTO user_prefs (user_id, version, stylize, speed, remix, visibility, aspect, "
+            "suffix, option_sets, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                prefs.user_id,
+                prefs.version,
+                prefs.stylize,
+                prefs.speed,
+                int(prefs.remix),
+                prefs.visibility,
+                prefs.aspect,
+                prefs.suffix,
+                json.dumps(prefs.option_sets, ensure_ascii=False),
+                time.time(),
+            ),
+        )
         await self._db.commit()
 
     # ---- meta ------------------------------------------------------------------------------------
@@ -236,3 +346,157 @@ class Store:
             (key, value),
         )
         await self._db.commit()
+
+    # ==== admin: API keys, guild settings, usage (issue 4; bot/keys.py and bot/policy.py) ==========
+    # Rows come back as plain dicts; ApiKey.from_row / GuildSettings.from_row give them their types.
+
+    _API_KEY_CHANGES = frozenset({"enabled", "healthy", "failures", "last_error", "priority", "updated_at"})
+    _GUILD_SETTINGS = (
+        "daily_quota",
+        "user_concurrent",
+        "guild_concurrent",
+        "cooldown",
+        "allowed_channels",
+        "button_access",
+        "default_mode",
+        "banned_words",
+        "nsfw_only",
+    )
+
+    async def api_key_rows(self) -> list[dict[str, Any]]:
+        async with self._db.execute("SELECT * FROM api_keys ORDER BY id") as cursor:
+            rows = await cursor.fetchall()
+        return [dict(row) for row in rows]
+
+    async def api_key_row(self, key_id: int) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)) as cursor:
+            row = await cursor.fetchone()
+        return dict(row) if row else None
+
+    async def insert_api_key(
+        self,
+        *,
+        guild_id: int | None,
+        label: str,
+        base_url: str,
+        auth_style: str,
+        mode: str,
+        priority: int,
+        token: str,
+        last4: str,
+        added_by: int,
+    ) -> int:
+        """`token` is already encrypted: the store never sees a plain secret."""
+        now = time.time()
+        cursor = await self._db.execute(
+            "INSERT INTO api_keys (guild_id, label, base_url, auth_style, mode, priority, token, last4, added_by, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, label, base_url, auth_style, mode, priority, token, last4, added_by, now, now),
+        )
+        key_id = cursor.lastrowid
+        await cursor.close()
+        await self._db.commit()
+        assert key_id is not None
+        return int(key_id)
+
+    async def update_api_key(self, key_id: int, **changes: Any) -> None:
+        unknown = set(changes) - self._API_KEY_CHANGES
+        if unknown:
+            raise ValueError(f"cannot update api_keys columns: {sorted(unknown)}")
+        if not changes:
+            return
+        values = [int(v) if isinstance(v, bool) else v for v in changes.values()]
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        await self._db.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?", [*values, key_id])
+        await self._db.commit()
+
+    async def delete_api_key(self, key_id: int) -> None:
+        await self._db.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+        await self._db.commit()
+
+    async def guild_settings_row(self, guild_id: int) -> dict[str, Any] | None:
+        async with self._db.execute("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)) as cursor:
+            row = await cursor.fetchone()
+        return dict(row) if row else None
+
+    async def save_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None:
+        """Upsert every setting column (lists as JSON)."""
+        unknown = set(values) - set(self._GUILD_SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown guild settings: {sorted(unknown)}")
+        names = list(self._GUILD_SETTINGS)
+        params = [self._setting_to_db(values[n]) for n in names]
+        updates = ", ".join(f"{n} = excluded.{n}" for n in [*names, "updated_at"])
+        await self._db.execute(
+            f"INSERT INTO guild_settings (guild_id, {', '.join(names)}, updated_at) "
+            f"VALUES (?, {', '.join('?' for _ in names)}, ?) ON CONFLICT (guild_id) DO UPDATE SET {updates}",
+            [guild_id, *params, time.time()],
+        )
+        await self._db.commit()
+
+    @staticmethod
+    def _setting_to_db(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return json.dumps(list(value), ensure_ascii=False)
+        if isinstance(value, bool):
+            return int(value)
+        return value
+
+    async def count_guild_tasks(
+        self, guild_id: int, *, user_id: int | None = None, since: float | None = None, running: bool = False
+    ) -> int:
+        """Tasks in a guild (of one user, since a time, or only unfinished: delivered = 0)."""
+        sql = "SELECT COUNT(*) FROM tasks WHERE guild_id = ?"
+        params: list[Any] = [guild_id]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(since)
+        if running:
+            sql += " AND delivered = 0"
+        async with self._db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def last_task_time(self, guild_id: int, user_id: int) -> float | None:
+        async with self._db.execute(
+            "SELECT MAX(created_at) FROM tasks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def daily_task_counts(self, guild_id: int, since: float) -> list[tuple[str, int, int, int]]:
+        """(UTC day, tasks, succeeded, failed) per day, oldest first."""
+        async with self._db.execute(
+            "SELECT date(created_at, 'unixepoch') AS day, COUNT(*), "
+            "SUM(status = 'SUCCESS'), SUM(status IN ('FAILURE', 'CANCEL')) "
+            "FROM tasks WHERE guild_id = ? AND created_at >= ? GROUP BY day ORDER BY day",
+            (guild_id, since),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows]
+
+    async def top_users(self, guild_id: int, since: float, limit: int = 5) -> list[tuple[int, int]]:
+        async with self._db.execute(
+            "SELECT user_id, COUNT(*) AS n FROM tasks WHERE guild_id = ? AND created_at >= ? "
+            "GROUP BY user_id ORDER BY n DESC, user_id LIMIT ?",
+            (guild_id, since, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    async def tasks_by_upstream(self, guild_id: int | None, since: float | None = None) -> dict[str, int]:
+        """Task counts per upstream name (`key:<id>`, `key:<id>@mode`, `default`); guild None = all."""
+        sql = "SELECT upstream, COUNT(*) FROM tasks WHERE 1 = 1"
+        params: list[Any] = []
+        if guild_id is not None:
+            sql += " AND guild_id = ?"
+            params.append(guild_id)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(since)
+        async with self._db.execute(sql + " GROUP BY upstream", params) as cursor:
+            rows = await cursor.fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}

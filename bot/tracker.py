@@ -1,28 +1,44 @@
 """The background tracker: polls every in-flight task and keeps its Discord message current.
 
-One loop for all tasks. Each cycle asks each upstream for its tasks in batches (list-by-condition,
-or per-task fetch where a server lacks it), stores what changed, and edits a message only when what
-it shows changed. Edits go through the bot token (channel message edits), so a task that outlives
-the 15-minute interaction token still lands. A task is done only once its final state is on
-Discord (`delivered`), so a crash at any point resumes where it stopped and posts the result once.
+Upstream side. One loop ticks every `poll_interval` and reads only the tasks that are due, per
+upstream, in batches (list-by-condition, or per-task fetch where a server lacks it). A task that was
+just submitted, started or resumed, or is near its end, is due every tick; one that waits in a queue
+or is mid-way is read every few ticks, so thousands of tasks cost a few requests per tick. An
+upstream that errors or answers slowly is read less and less often (up to `max_backoff`, at least
+its Retry-After), and the first failing batch stops that tick's other batches.
+
+Discord side. A poll result becomes an edit only when what the message shows changed (a render
+fingerprint). Writes queue per channel, at most one per task, so progress that moves again before
+its edit left collapses into one edit showing the newest state; final results and first posts go
+before progress. Each channel gets at most `channel_edits` writes per `channel_window` seconds (the
+size of Discord's per-channel bucket), so a busy channel is paced instead of drawing 429s, and a
+few shared slots (`edit_concurrency`, finals served first) keep one slow channel from holding up
+the rest. Edits use the bot token, so a task that outlives the 15-minute interaction token lands.
+
+A task is done only once its final state is on Discord (`delivered`), so a crash at any point
+resumes where it stopped and posts the result once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from bot import render
-from bot.errors import BotError, UnsupportedAction
+from bot.errors import BotError, TaskNotFound, UnsupportedAction
 from bot.images import EXTENSIONS, ImageFetcher, sniff_image
-from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, result_extra
+from bot.models import FAILURE, FINAL_STATUSES, IN_PROGRESS, MODAL, SUCCESS, MJTask, result_extra
 from bot.store import Store, TaskRecord
 
 if TYPE_CHECKING:
@@ -32,6 +48,28 @@ log = logging.getLogger(__name__)
 
 BOT_TIMEOUT_REASON = "bot:failure.bot_timeout"
 MAX_DOWNLOAD_ATTEMPTS = 5
+#: Counted on top of a channel's window: our clock and Discord's never agree to the millisecond.
+PACING_MARGIN = 0.05
+#: Longest wait before retrying a write Discord refused.
+MAX_WRITE_RETRY = 60.0
+
+# Columns the tracker changes; everything else in a row belongs to the cogs.
+_TRACKED_COLUMNS = (
+    "action",
+    "status",
+    "progress",
+    "queue_position",
+    "image_url",
+    "result_url",
+    "fail_reason",
+    "buttons",
+    "extra",
+    "final_prompt",
+    "finished_at",
+    "message_id",
+    "shown",
+    "delivered",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +80,39 @@ class TrackerSettings:
     max_upload_bytes: int = 10 * 1024 * 1024
     fetch_concurrency: int = 8
     edit_concurrency: int = 8
+    # Adaptive polling. A task is read every tick for `fresh_seconds` after it was submitted, changed
+    # status or was resumed, and from `near_end_percent` (or when its pace says it ends within two
+    # ticks); otherwise every `running_every` ticks while running and `queued_every` while waiting.
+    fresh_seconds: float = 20.0
+    near_end_percent: int = 60
+    running_every: int = 2
+    queued_every: int = 4
+    # An upstream whose batch takes longer than this is slow: its reads are spaced out like errors.
+    slow_read_seconds: float = 5.0
+    max_backoff: float = 60.0
+    # Discord: about 5 message writes per 5 s per channel. `global_edits` (per second, all channels;
+    # 0 = none of our own) leaves room under the bot-wide limit of 50 requests per second.
+    channel_edits: int = 5
+    channel_window: float = 5.0
+    global_edits: int = 0
+
+
+@dataclass(slots=True)
+class TrackerCounters:
+    """Running totals, for logs, tests and the benchmark (bench/tracker.py)."""
+
+    cycles: int = 0
+    polled: int = 0  # task reads asked of upstreams
+    upstream_requests: int = 0  # list-by-condition / fetch calls (not the client's own retries)
+    last_cycle_requests: int = 0
+    max_cycle_requests: int = 0
+    read_failures: int = 0
+    edits_sent: int = 0  # Discord writes that went through (edits and posts)
+    edits_skipped: int = 0  # reads whose result showed nothing new: no edit
+    progress_coalesced: int = 0  # progress states replaced by a newer one before their edit left
+    write_failures: int = 0  # writes Discord refused (retried later)
+    timeouts: int = 0
+    cpu_seconds: float = 0.0  # CPU time spent inside run_cycle
 
 
 def apply_update(record: TaskRecord, task: MJTask) -> TaskRecord:
@@ -73,6 +144,195 @@ def apply_update(record: TaskRecord, task: MJTask) -> TaskRecord:
     return replace(record, **changes)  # type: ignore[arg-type]
 
 
+def poll_every(record: TaskRecord, in_status_for: float, settings: TrackerSettings) -> int:
+    """Ticks between two reads of a task. Pure.
+
+    Reads go where news is likely: a task that just started may move any moment and one near its
+    end is about to deliver, while a task in a queue or in the middle of a long run can wait.
+    """
+    if in_status_for < settings.fresh_seconds:
+        return 1
+    if record.status == IN_PROGRESS:
+        progress = record.progress
+        if progress is None or progress >= settings.near_end_percent:
+            return 1
+        if progress > 0 and in_status_for * (100 - progress) / progress <= 2 * settings.poll_interval:
+            return 1  # at its pace so far it ends within two ticks
+        return max(1, settings.running_every)
+    return max(1, settings.queued_every)
+
+
+class ChannelPacer:
+    """At most `limit` writes per `window` seconds per key (a channel id).
+
+    Each write counts from when its answer arrived, which is never before Discord counted it, so
+    waiting out our window also waits out Discord's bucket: no 429 needed to find the limit.
+    """
+
+    def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = max(1, limit)
+        self.window = max(0.0, window)
+        self._clock = clock
+        self._sent: dict[int, deque[float]] = {}
+
+    def wait_time(self, key: int) -> float:
+        """Seconds until `key` may take another write (0.0: now)."""
+        sent = self._sent.get(key)
+        if not sent or self.window <= 0:
+            return 0.0
+        now = self._clock()
+        horizon = self.window + PACING_MARGIN
+        while sent and now - sent[0] >= horizon:
+            sent.popleft()
+        if not sent:
+            del self._sent[key]  # idle channels cost no memory
+            return 0.0
+        if len(sent) < self.limit:
+            return 0.0
+        return max(0.0, sent[len(sent) - self.limit] + horizon - now)
+
+    def record(self, key: int) -> None:
+        if self.window > 0:
+            self._sent.setdefault(key, deque()).append(self._clock())
+
+
+class EditQueue:
+    """Pending Discord writes per channel, at most one per task.
+
+    A task whose progress moves again before its edit left keeps its place, and the edit that
+    finally goes shows the newest state. Urgent writes (final results, first posts) leave first.
+    """
+
+    def __init__(self) -> None:
+        self._urgent: dict[int, dict[str, None]] = {}
+        self._progress: dict[int, dict[str, None]] = {}
+        self._channel_of: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._channel_of)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._channel_of
+
+    def push(self, channel_id: int, task_id: str, *, urgent: bool) -> bool:
+        """Queue a write; False when the task already had one waiting (the two became one)."""
+        current = self._channel_of.get(task_id)
+        if current is not None and current != channel_id:
+            self.discard(task_id)
+            current = None
+        if current is not None:
+            waiting = self._progress.get(channel_id)
+            if urgent and waiting is not None and task_id in waiting:
+                self._take(self._progress, channel_id, task_id)
+                self._urgent.setdefault(channel_id, {})[task_id] = None
+            return False
+        (self._urgent if urgent else self._progress).setdefault(channel_id, {})[task_id] = None
+        self._channel_of[task_id] = channel_id
+        return True
+
+    def pop(self, channel_id: int) -> tuple[str, bool] | None:
+        """(task id, urgent) of the channel's next write, oldest urgent one first."""
+        for queue, urgent in ((self._urgent, True), (self._progress, False)):
+            waiting = queue.get(channel_id)
+            if waiting:
+                task_id = next(iter(waiting))
+                self._take(queue, channel_id, task_id)
+                del self._channel_of[task_id]
+                return task_id, urgent
+        return None
+
+    def demote(self, task_id: str) -> None:
+        """A queued urgent write is progress after all (its first post has just landed)."""
+        channel_id = self._channel_of.get(task_id)
+        waiting = self._urgent.get(channel_id) if channel_id is not None else None
+        if channel_id is not None and waiting is not None and task_id in waiting:
+            self._take(self._urgent, channel_id, task_id)
+            self._progress.setdefault(channel_id, {})[task_id] = None
+
+    def has_urgent(self, channel_id: int) -> bool:
+        return bool(self._urgent.get(channel_id))
+
+    def pending(self, channel_id: int) -> int:
+        return len(self._urgent.get(channel_id, ())) + len(self._progress.get(channel_id, ()))
+
+    def discard(self, task_id: str) -> None:
+        channel_id = self._channel_of.pop(task_id, None)
+        if channel_id is not None:
+            self._take(self._urgent, channel_id, task_id)
+            self._take(self._progress, channel_id, task_id)
+
+    def clear(self) -> None:
+        self._urgent.clear()
+        self._progress.clear()
+        self._channel_of.clear()
+
+    @staticmethod
+    def _take(queue: dict[int, dict[str, None]], channel_id: int, task_id: str) -> None:
+        waiting = queue.get(channel_id)
+        if waiting is not None:
+            waiting.pop(task_id, None)
+            if not waiting:
+                del queue[channel_id]
+
+
+class PrioritySlots:
+    """A semaphore whose urgent waiters (final results) are served before the others."""
+
+    def __init__(self, size: int) -> None:
+        self._free = max(1, size)
+        self._waiters: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, urgent: bool) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not any(self._waiters):
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[0 if urgent else 1].append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release()  # the slot was handed to us as we were cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        for waiters in self._waiters:
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    return
+        self._free += 1
+
+
+@dataclass(slots=True)
+class _Watch:
+    """Scheduling state of one tracked task (memory only: rebuilt on resume)."""
+
+    status: str
+    since: float  # when the task entered `status`, or tracking (re)started
+    due: float  # when it is next read
+    write_failures: int = 0
+    download_failures: int = 0
+
+
+@dataclass(slots=True)
+class _Health:
+    """How an upstream has been answering; its reads are spaced out while it fails or is slow."""
+
+    factor: float = 1.0
+    not_before: float = 0.0
+    failing: bool = False
+
+
 class Tracker:
     """Owns the polling loop. `track()` adds a task; `run_cycle()` is one pass (tests, benchmarks)."""
 
@@ -83,30 +343,45 @@ class Tracker:
         upstreams: Mapping[str, MJClient],
         fetcher: ImageFetcher,
         settings: TrackerSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._store = store
-        self._upstreams = upstreams
+        self._upstreams = upstreams  # may gain entries at runtime (API keys): looked up per read
         self._fetcher = fetcher
         self.settings = settings
+        self._clock = clock
+        self._wall = wall
         self._active: dict[str, TaskRecord] = {}
+        self._watch: dict[str, _Watch] = {}
+        self._health: dict[str, _Health] = {}
         self._no_list: set[str] = set()  # upstreams without list-by-condition
-        self._download_failures: dict[str, int] = {}
-        self._channel_locks: dict[int, asyncio.Lock] = {}
-        self._edit_slots = asyncio.Semaphore(settings.edit_concurrency)
+        self._unknown: set[str] = set()  # upstream names already reported missing
+        self._unsaved: dict[str, dict[str, Any]] = {}
+        self._queue = EditQueue()
+        self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
+        self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
+        self._slots = PrioritySlots(settings.edit_concurrency)
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._writing: set[str] = set()
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._polls: dict[str, asyncio.Task[None]] = {}
+        self._requests_seen = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self.cycles = 0
-        self.edits_sent = 0
-        self.edits_skipped = 0
+        self.counters = TrackerCounters()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def resume(self) -> int:
         """Load every task whose result is not yet on Discord. Called once at start-up."""
         records = await self._store.in_flight()
+        now = self._clock()
         for record in records:
             self._active[record.id] = record
+            self._watch[record.id] = _Watch(record.status, since=now, due=now)
         if records:
             log.info("Resumed tracking %d in-flight task(s)", len(records))
         return len(records)
@@ -116,186 +391,374 @@ class Tracker:
             self._runner = asyncio.create_task(self._run(), name="mj-tracker")
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            try:
-                await self._runner
-            except asyncio.CancelledError:
-                pass
-            self._runner = None
+        """Cancel the loop, reads and writes in flight. Nothing is lost: what was not written is
+        still undelivered in the database and resumes on the next start."""
+        tasks = [t for t in (self._runner, *self._polls.values(), *self._workers.values()) if t is not None]
+        for handle in self._retries.values():
+            handle.cancel()
+        self._retries.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runner = None
+        self._polls.clear()
+        self._workers.clear()
+        self._writing.clear()
+        self._queue.clear()
 
     def track(self, record: TaskRecord) -> None:
+        now = self._clock()
         self._active[record.id] = record
+        self._watch[record.id] = _Watch(record.status, since=now, due=now)
         self._wake.set()
 
     def forget(self, task_id: str) -> None:
         self._active.pop(task_id, None)
+        self._watch.pop(task_id, None)
+        self._unsaved.pop(task_id, None)
+        self._queue.discard(task_id)
+        handle = self._retries.pop(task_id, None)
+        if handle is not None:
+            handle.cancel()
 
     @property
     def active_ids(self) -> list[str]:
         return list(self._active)
 
+    @property
+    def cycles(self) -> int:
+        return self.counters.cycles
+
+    @property
+    def edits_sent(self) -> int:
+        return self.counters.edits_sent
+
+    @property
+    def edits_skipped(self) -> int:
+        return self.counters.edits_skipped
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes queued, being sent or waiting for a retry."""
+        return len(self._queue) + len(self._writing) + len(self._retries)
+
     async def _run(self) -> None:
         await self._client.wait_until_ready()
+        interval = self.settings.poll_interval
         while True:
-            started = time.monotonic()
+            started = self._clock()
             try:
                 await self.run_cycle()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive any single failure
                 log.exception("Tracker cycle failed; continuing")
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self.settings.poll_interval - elapsed))
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, interval - elapsed))
                 # A new task arrived: give its submit a moment to settle, then poll.
-                await asyncio.sleep(min(0.5, self.settings.poll_interval))
+                await asyncio.sleep(min(0.5, interval))
             except TimeoutError:
                 pass
 
     # ---- one cycle -------------------------------------------------------------------------------
 
     async def run_cycle(self) -> None:
-        self.cycles += 1
-        if not self._active:
-            return
-        by_upstream: dict[str, list[TaskRecord]] = {}
-        for record in list(self._active.values()):
-            by_upstream.setdefault(record.upstream, []).append(record)
-        await asyncio.gather(*(self._poll_upstream(name, records) for name, records in by_upstream.items()))
+        """Read what is due, store what changed, queue the edits it needs."""
+        counters = self.counters
+        counters.cycles += 1
+        cpu = time.process_time()
+        now = self._clock()
+        wall = self._wall()
+        due: dict[str, list[str]] = {}
+        expired: list[TaskRecord] = []
+        for task_id, record in self._active.items():
+            if record.status in FINAL_STATUSES or record.message_id is None:
+                # Undelivered results and tasks without a message (resumed, or a post failed).
+                if not self._write_pending(task_id):
+                    self._queue_write(record, urgent=True)
+                if record.status in FINAL_STATUSES:
+                    continue
+            if record.created_at and wall - record.created_at > self.settings.task_timeout:
+                expired.append(record)
+            elif self._watch[task_id].due <= now:
+                due.setdefault(record.upstream, []).append(task_id)
+        for record in expired:
+            log.info("Task %s timed out after %.0f s", record.id, wall - record.created_at)
+            counters.timeouts += 1
+            ended = replace(record, status=FAILURE, fail_reason=BOT_TIMEOUT_REASON, finished_at=wall)
+            self._apply(record, ended, now)
+        started: list[asyncio.Task[None]] = []
+        for name, ids in due.items():
+            health = self._health.setdefault(name, _Health())
+            if name in self._polls or health.not_before > now:
+                continue  # still reading from an earlier tick, or backing off
+            poll = asyncio.create_task(self._poll_upstream(name, ids, now), name=f"mj-poll-{name}")
+            self._polls[name] = poll
+            poll.add_done_callback(partial(self._poll_done, name))
+            started.append(poll)
+        if not started and self._unsaved:
+            await self._save()  # expiries, and writes that failed earlier (a poll saves them otherwise)
+        counters.cpu_seconds += time.process_time() - cpu
+        if started:
+            # A slow upstream must not stall the others: its read finishes in the background.
+            await asyncio.wait(started, timeout=max(2 * self.settings.poll_interval, 1.0))
+        requests = counters.upstream_requests - self._requests_seen
+        self._requests_seen = counters.upstream_requests
+        counters.last_cycle_requests = requests
+        counters.max_cycle_requests = max(counters.max_cycle_requests, requests)
 
-    async def _poll_upstream(self, name: str, records: list[TaskRecord]) -> None:
-        client = self._upstreams.get(name) or self._upstreams.get("default")
+    def _poll_done(self, name: str, poll: asyncio.Task[None]) -> None:
+        if self._polls.get(name) is poll:
+            del self._polls[name]
+
+    async def _poll_upstream(self, name: str, ids: list[str], tick: float) -> None:
+        try:
+            client = self._upstreams.get(name) or self._upstreams.get("default")
+        except Exception:  # a broken key config must not end the loop
+            log.exception("Resolving upstream %r failed", name)
+            client = None
         if client is None:
-            log.error("No upstream %r for %d task(s)", name, len(records))
+            if name not in self._unknown:
+                self._unknown.add(name)
+                log.error("No upstream %r for %d task(s); they wait for it or their timeout", name, len(ids))
             return
-        pending = [r for r in records if r.status not in FINAL_STATUSES]
-        found = await self._read_tasks(name, client, [r.id for r in pending]) if pending else {}
-        now = time.time()
-        jobs = []
-        for record in records:
-            task = found.get(record.id)
-            jobs.append(self._advance(record, task, now))
-        await asyncio.gather(*jobs)
+        self._unknown.discard(name)
+        started = self._clock()
+        found, unread, error = await self._read_tasks(name, client, ids)
+        cpu = time.process_time()
+        now = self._clock()
+        self._note_health(name, error, now - started, now, tick)
+        for task_id in ids:
+            record = self._active.get(task_id)
+            if record is None or record.status in FINAL_STATUSES or task_id in unread:
+                continue
+            task = found.get(task_id)
+            new = apply_update(record, task) if task is not None else record
+            self._apply(record, new, now, tick=tick)
+        self.counters.cpu_seconds += time.process_time() - cpu
+        await self._save()
 
-    async def _read_tasks(self, name: str, client: MJClient, ids: Sequence[str]) -> dict[str, MJTask]:
+    async def _read_tasks(
+        self, name: str, client: MJClient, ids: Sequence[str]
+    ) -> tuple[dict[str, MJTask], set[str], BotError | None]:
+        """(tasks found, ids not read, the error that stopped reading). After one failed batch the
+        rest of this tick's batches are not sent: a failing upstream gets no burst of requests."""
+        self.counters.polled += len(ids)
         found: dict[str, MJTask] = {}
-        if name not in self._no_list:
-            size = max(1, self.settings.batch_size)
-            batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-            slots = asyncio.Semaphore(self.settings.fetch_concurrency)
+        unread: set[str] = set()
+        error: BotError | None = None
+        use_list = name not in self._no_list
+        size = max(1, self.settings.batch_size) if use_list else 1
+        chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+        slots = asyncio.Semaphore(max(1, self.settings.fetch_concurrency))
 
-            async def one_batch(batch: Sequence[str]) -> None:
-                async with slots:
-                    try:
-                        for task in await client.list_by_ids(batch):
-                            found[task.id] = task
-                    except UnsupportedAction:
+        async def read(chunk: Sequence[str]) -> None:
+            nonlocal error
+            async with slots:
+                if error is not None:
+                    unread.update(chunk)
+                    return
+                self.counters.upstream_requests += 1
+                try:
+                    if use_list:
+                        tasks = await client.list_by_ids(chunk)
+                    else:
+                        try:
+                            task = await client.fetch(chunk[0])
+                        except TaskNotFound:
+                            task = None
+                        tasks = [task] if task is not None else []
+                except UnsupportedAction:
+                    if name not in self._no_list:
                         log.info("Upstream %r has no list-by-condition; polling tasks one by one", name)
                         self._no_list.add(name)
-                    except BotError as exc:
-                        log.warning("Polling upstream %r failed: %s", name, type(exc).__name__)
-
-            await asyncio.gather(*(one_batch(b) for b in batches))
-            if name not in self._no_list:
-                return found
-        slots = asyncio.Semaphore(self.settings.fetch_concurrency)
-
-        async def one_fetch(task_id: str) -> None:
-            async with slots:
-                try:
-                    task = await client.fetch(task_id)
-                except BotError as exc:
-                    log.warning("Fetching task %s failed: %s", task_id, type(exc).__name__)
+                    unread.update(chunk)  # read one by one from the next tick on
                     return
-                if task is not None:
+                except BotError as exc:
+                    self.counters.read_failures += 1
+                    error = error or exc
+                    unread.update(chunk)
+                    return
+                for task in tasks:
                     found[task.id] = task
 
-        await asyncio.gather(*(one_fetch(i) for i in ids if i not in found))
-        return found
+        await asyncio.gather(*(read(chunk) for chunk in chunks))
+        return found, unread, error
 
-    async def _advance(self, record: TaskRecord, task: MJTask | None, now: float) -> None:
+    def _note_health(self, name: str, error: BotError | None, elapsed: float, now: float, tick: float) -> None:
+        """Space out reads of an upstream that fails or is slow (doubling, up to `max_backoff`, at
+        least its Retry-After); halve the spacing again after each good read."""
+        health = self._health.setdefault(name, _Health())
+        interval = self.settings.poll_interval
+        cap = max(1.0, self.settings.max_backoff / interval)
+        slow = elapsed > self.settings.slow_read_seconds
+        if error is not None or slow:
+            health.factor = min(health.factor * 2, cap)
+            health.not_before = tick + interval * health.factor - interval / 2
+            retry_after = getattr(error, "retry_after", None) or (error.params.get("retry_after") if error else None)
+            if isinstance(retry_after, int | float) and retry_after > 0:
+                health.not_before = max(health.not_before, now + min(float(retry_after), self.settings.max_backoff))
+            if not health.failing:
+                health.failing = True
+                why = type(error).__name__ if error is not None else f"answers took {elapsed:.1f} s"
+                log.warning("Upstream %r is failing or slow (%s); reading it less often", name, why)
+            return
+        health.factor = max(1.0, health.factor / 2)
+        health.not_before = tick + interval * health.factor - interval / 2
+        if health.failing and health.factor == 1.0:
+            health.failing = False
+            log.info("Upstream %r answers normally again", name)
+
+    def _apply(self, old: TaskRecord, new: TaskRecord, now: float, *, tick: float | None = None) -> None:
+        """Take a task's new state: schedule its next read, note what to store, queue an edit if
+        what its message shows changed."""
+        watch = self._watch.get(new.id)
+        if watch is None:
+            return  # forgotten meanwhile
+        if new.status != watch.status:
+            watch.status = new.status
+            watch.since = now
+        interval = self.settings.poll_interval
+        base = now if tick is None else tick
+        watch.due = base + poll_every(new, now - watch.since, self.settings) * interval - interval / 2
+        changed = self._note(old, new)
+        self._active[new.id] = new
+        if new.status == MODAL:
+            return  # waits for the user's modal; nothing to show in a channel
+        if new.status in FINAL_STATUSES or new.message_id is None:
+            self._queue_write(new, urgent=True)
+            return
+        if (not changed and new.shown) or render.render_task(new).fingerprint() == new.shown:
+            self.counters.edits_skipped += 1
+            return
+        self._queue_write(new, urgent=False)
+
+    # ---- storage ---------------------------------------------------------------------------------
+
+    def _note(self, old: TaskRecord, new: TaskRecord) -> bool:
+        """Remember the columns that changed, for the next save. True if any did."""
+        changes = {name: getattr(new, name) for name in _TRACKED_COLUMNS if getattr(new, name) != getattr(old, name)}
+        if changes:
+            self._unsaved.setdefault(new.id, {}).update(changes)
+        return bool(changes)
+
+    async def _save(self, ids: Sequence[str] | None = None) -> None:
+        """Write the noted changes in one transaction. A failed write (after the store's own
+        retries) stays noted and is tried again with the next save: memory stays the truth."""
+        if ids is None:
+            batch, self._unsaved = self._unsaved, {}
+        else:
+            batch = {i: self._unsaved.pop(i) for i in ids if i in self._unsaved}
+        if not batch:
+            return
         try:
-            if task is not None and record.status not in FINAL_STATUSES:
-                record = apply_update(record, task)
-            if record.status not in FINAL_STATUSES and now - record.created_at > self.settings.task_timeout:
-                log.info("Task %s timed out after %.0f s", record.id, now - record.created_at)
-                record = replace(record, status=FAILURE, fail_reason=BOT_TIMEOUT_REASON, finished_at=now)
-            if record.status == MODAL:
-                return  # waits for the user's modal; nothing to show in a channel
-            if record.status in FINAL_STATUSES:
-                await self._deliver(record)
-            else:
-                await self._show_progress(record)
-        except Exception:
-            log.exception("Updating task %s failed; will retry next cycle", record.id)
+            await self._store.update_many(batch)
+        except Exception as exc:
+            log.warning("Saving %d task update(s) failed (%s); will try again", len(batch), exc)
+            for task_id, changes in batch.items():
+                self._unsaved[task_id] = {**changes, **self._unsaved.get(task_id, {})}
 
     # ---- Discord side ------------------------------------------------------------------------------
 
-    def _lock(self, channel_id: int) -> asyncio.Lock:
-        lock = self._channel_locks.get(channel_id)
-        if lock is None:
-            lock = self._channel_locks[channel_id] = asyncio.Lock()
-        return lock
+    def _write_pending(self, task_id: str) -> bool:
+        return task_id in self._queue or task_id in self._writing or task_id in self._retries
 
-    async def _save(self, old: TaskRecord, new: TaskRecord) -> TaskRecord:
-        changed = {
-            name: getattr(new, name)
-            for name in (
-                "action",
-                "status",
-                "progress",
-                "queue_position",
-                "image_url",
-                "result_url",
-                "fail_reason",
-                "buttons",
-                "extra",
-                "final_prompt",
-                "finished_at",
-                "message_id",
-                "shown",
-                "delivered",
+    def _queue_write(self, record: TaskRecord, *, urgent: bool) -> None:
+        if record.id in self._retries:
+            return  # a refused write waits for its retry, which will show the newest state
+        if not self._queue.push(record.channel_id, record.id, urgent=urgent) and not urgent:
+            self.counters.progress_coalesced += 1
+        if record.channel_id not in self._workers:
+            self._workers[record.channel_id] = asyncio.create_task(
+                self._channel_worker(record.channel_id), name=f"mj-writes-{record.channel_id}"
             )
-            if getattr(new, name) != getattr(old, name)
-        }
-        if changed:
-            await self._store.update_task(new.id, **changed)
-        if new.delivered:
-            self._active.pop(new.id, None)
-        else:
-            self._active[new.id] = new
-        return new
 
-    async def _show_progress(self, record: TaskRecord) -> None:
-        old = self._active.get(record.id, record)
-        parts = render.render_task(record)
-        fingerprint = parts.fingerprint()
-        if fingerprint == record.shown and record.message_id is not None:
-            self.edits_skipped += 1
-            await self._save(old, record)
-            return
-        posted = await self._send_or_edit(record, parts)
-        if posted is None:
-            await self._save(old, record)
-            return
-        await self._save(old, replace(record, shown=fingerprint, message_id=posted.id))
+    async def _channel_worker(self, channel_id: int) -> None:
+        """Send one channel's queued writes, one at a time, within its pace."""
+        try:
+            while self._queue.pending(channel_id):
+                wait = self._pacer.wait_time(channel_id)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                async with self._slots.hold(urgent=self._queue.has_urgent(channel_id)):
+                    if self._global is not None:
+                        await self._global_turn()
+                    item = self._queue.pop(channel_id)
+                    if item is None:
+                        break
+                    task_id, urgent = item
+                    self._writing.add(task_id)
+                    try:
+                        used = await self._write(task_id, urgent)
+                    finally:
+                        self._writing.discard(task_id)
+                    if used:
+                        self._pacer.record(channel_id)
+                        if self._global is not None:
+                            self._global.record(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Writing to channel %s failed", channel_id)
+        finally:
+            if self._workers.get(channel_id) is asyncio.current_task():
+                del self._workers[channel_id]
 
-    async def _deliver(self, record: TaskRecord) -> None:
-        old = self._active.get(record.id, record)
+    async def _global_turn(self) -> None:
+        """Wait until the bot-wide budget allows one more write (finals hold the slots first)."""
+        assert self._global is not None
+        wait = self._global.wait_time(0)
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = self._global.wait_time(0)
+
+    async def _write(self, task_id: str, urgent: bool) -> bool:
+        """Bring one task's message up to date. True if a request reached Discord (it counts
+        against the channel's pace even when refused)."""
+        record = self._active.get(task_id)
+        if record is None or record.status == MODAL:
+            return False
+        try:
+            if record.status in FINAL_STATUSES:
+                return await self._deliver(record)
+            parts = render.render_task(record)
+            fingerprint = parts.fingerprint()
+            if fingerprint == record.shown and record.message_id is not None:
+                return False
+            message = await self._send_or_edit(record, parts)
+            if message is not None:
+                current = self._active.get(record.id)
+                if current is not None:
+                    updated = replace(current, shown=fingerprint, message_id=message.id)
+                    self._note(current, updated)
+                    self._active[record.id] = updated
+                    if updated.status not in FINAL_STATUSES:
+                        self._queue.demote(record.id)  # queued while it had no message: now only progress
+                    await self._save([record.id])
+            return True
+        except Exception:
+            log.exception("Updating the message of task %s failed; will retry", task_id)
+            self._retry_later(task_id, urgent)
+            return True
+
+    async def _deliver(self, record: TaskRecord) -> bool:
+        watch = self._watch.get(record.id)
         file: discord.File | None = None
         image_ref: str | None = None
         if record.status == SUCCESS and record.image_url and not record.result_url:
             try:
                 data = await self._fetcher.fetch(record.image_url, max_bytes=self.settings.max_upload_bytes)
             except BotError as exc:
-                failures = self._download_failures.get(record.id, 0) + 1
-                self._download_failures[record.id] = failures
+                failures = watch.download_failures + 1 if watch is not None else MAX_DOWNLOAD_ATTEMPTS
+                if watch is not None:
+                    watch.download_failures = failures
                 if failures < MAX_DOWNLOAD_ATTEMPTS:
                     log.warning("Downloading the result of %s failed (%s); retrying", record.id, exc)
-                    await self._save(old, record)
-                    return
+                    self._retry_later(record.id, True)
+                    return False
                 log.warning("Giving up downloading the result of %s; posting the link", record.id)
                 data = None
             if data is not None:
@@ -304,60 +767,114 @@ class Tracker:
                 file = discord.File(io.BytesIO(data), filename=name)
                 image_ref = f"attachment://{name}"
         parts = render.render_task(record, image=image_ref)
-        posted = await self._send_or_edit(record, parts, file=file)
-        if posted is None:
-            await self._save(old, record)
-            return
-        self._download_failures.pop(record.id, None)
-        result_url = posted.attachments[0].url if posted.attachments else record.result_url
+        message = await self._send_or_edit(record, parts, file=file)
+        if message is None:
+            return True
+        result_url = message.attachments[0].url if message.attachments else record.result_url
         delivered = replace(
-            record, shown=parts.fingerprint(), message_id=posted.id, delivered=True, result_url=result_url
+            record, shown=parts.fingerprint(), message_id=message.id, delivered=True, result_url=result_url
         )
-        await self._save(old, delivered)
+        await self._finish(record, delivered)
+        return True
+
+    async def _finish(self, old: TaskRecord, new: TaskRecord) -> None:
+        """The task needs nothing more from Discord: store that now and stop tracking it."""
+        self._note(old, new)
+        self._active.pop(new.id, None)
+        self._watch.pop(new.id, None)
+        self._queue.discard(new.id)
+        handle = self._retries.pop(new.id, None)
+        if handle is not None:
+            handle.cancel()
+        await self._save([new.id])
+
+    def _retry_later(self, task_id: str, urgent: bool) -> None:
+        """Try a refused write again after a pause that doubles with each refusal in a row."""
+        watch = self._watch.get(task_id)
+        if watch is None or task_id in self._retries:
+            return
+        watch.write_failures += 1
+        base = min(1.0, self.settings.poll_interval)
+        delay = min(MAX_WRITE_RETRY, base * 2 ** (watch.write_failures - 1))
+        self._queue.discard(task_id)
+        loop = asyncio.get_running_loop()
+        self._retries[task_id] = loop.call_later(delay, self._retry_now, task_id, urgent)
+
+    def _retry_now(self, task_id: str, urgent: bool) -> None:
+        self._retries.pop(task_id, None)
+        record = self._active.get(task_id)
+        if record is not None:
+            urgent = urgent or record.status in FINAL_STATUSES or record.message_id is None
+            self._queue_write(record, urgent=urgent)
 
     async def _send_or_edit(
         self, record: TaskRecord, parts: render.MessageParts, *, file: discord.File | None = None
     ) -> discord.Message | None:
         """Edit the task's message (or post one if it has none / it was deleted). The message, or
-        None when Discord failed (the next cycle tries again)."""
+        None when Discord refused (retried later) or the channel is gone (tracking stops)."""
         channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
         view = render.build_view(parts.buttons)
-        async with self._lock(record.channel_id), self._edit_slots:
-            try:
-                if record.message_id is not None:
-                    try:
-                        kwargs: dict[str, object] = {
-                            "content": parts.content,
-                            "embed": parts.embed,
-                            "view": view,
-                        }
-                        if file is not None:
-                            kwargs["attachments"] = [file]
-                        message = await channel.get_partial_message(record.message_id).edit(**kwargs)  # type: ignore[arg-type]
-                        self.edits_sent += 1
-                        return message
-                    except discord.NotFound:
-                        log.info("Message of task %s was deleted; posting a new one", record.id)
-                        if file is not None:
-                            file.reset()
-                send_kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed}
-                if view is not None:
-                    send_kwargs["view"] = view
-                if file is not None:
-                    send_kwargs["file"] = file
-                message = await channel.send(**send_kwargs)  # type: ignore[arg-type]
-                self.edits_sent += 1
-                return message
-            except discord.NotFound:
-                log.warning("Channel %s of task %s is gone; stopping its tracking", record.channel_id, record.id)
-                await self._store.update_task(record.id, delivered=True)
-                self._active.pop(record.id, None)
-                return None
-            except discord.Forbidden:
-                log.warning("No permission to post task %s in channel %s; stopping", record.id, record.channel_id)
-                await self._store.update_task(record.id, delivered=True)
-                self._active.pop(record.id, None)
-                return None
-            except discord.HTTPException as exc:
-                log.warning("Discord refused the update of task %s (HTTP %s); retrying", record.id, exc.status)
-                return None
+        try:
+            if record.message_id is not None:
+                try:
+                    kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed, "view": view}
+                    if file is not None:
+                        kwargs["attachments"] = [file]
+                    message = await channel.get_partial_message(record.message_id).edit(**kwargs)  # type: ignore[arg-type]
+                    self._wrote(record.id)
+                    return message
+                except discord.NotFound:
+                    log.info("Message of task %s was deleted; posting a new one", record.id)
+                    if file is not None:
+                        file.reset()
+            send_kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed}
+            if view is not None:
+                send_kwargs["view"] = view
+            if file is not None:
+                send_kwargs["file"] = file
+            message = await channel.send(**send_kwargs)  # type: ignore[arg-type]
+            self._wrote(record.id)
+            return message
+        except discord.NotFound:
+            log.warning("Channel %s of task %s is gone; stopping its tracking", record.channel_id, record.id)
+            await self._finish(record, replace(record, delivered=True))
+            return None
+        except discord.Forbidden:
+            log.warning("No permission to post task %s in channel %s; stopping", record.id, record.channel_id)
+            await self._finish(record, replace(record, delivered=True))
+            return None
+        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            status = getattr(exc, "status", type(exc).__name__)
+            log.warning("Discord refused the update of task %s (%s); retrying", record.id, status)
+            self.counters.write_failures += 1
+            urgent = record.status in FINAL_STATUSES or record.message_id is None
+            self._retry_later(record.id, urgent)
+            return None
+
+    def _wrote(self, task_id: str) -> None:
+        self.counters.edits_sent += 1
+        watch = self._watch.get(task_id)
+        if watch is not None:
+            watch.write_failures = 0
+
+    # ---- push updates (issue 6: bot/web.py) ------------------------------------------------------
+
+    async def ingest(self, task: MJTask) -> bool:
+        """A pushed task (notifyHook): take it now instead of at its next poll, which stays the safety net.
+
+        False when the task is not tracked here (unknown, delivered, waiting for a modal) or when the
+        push is older than what we already have (servers send from several threads, out of order).
+        """
+        record = self._active.get(task.id)
+        if record is None or record.status in FINAL_STATUSES:
+            return False
+        stage = {"": 0, "NOT_START": 0, "SUBMITTED": 1, IN_PROGRESS: 2}
+
+        def order(status: str, progress: int | None) -> tuple[int, int]:
+            return (3 if status in FINAL_STATUSES else stage.get(status, 0), progress or 0)
+
+        if order(task.status, task.progress) < order(record.status, record.progress):
+            return False
+        self._apply(record, apply_update(record, task), self._clock())
+        await self._save([task.id])
+        return True

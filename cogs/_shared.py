@@ -13,6 +13,7 @@ from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.images import SHRINK_FACTOR, check_image
 from bot.jobs import Submit
+from bot.posting import send_task_message
 from bot.preferences import UserPrefs
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
@@ -124,32 +125,14 @@ async def submit_from_command(
     return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
 
 
-async def parent_reference(bot: MJBot, record: TaskRecord) -> discord.MessageReference | None:
-    """Reply to the parent task's message (not to the clicked one, which may be ephemeral)."""
-    parent = await bot.store.get_task(record.parent_id) if record.parent_id else None
-    if parent is None or parent.message_id is None:
-        return None
-    return discord.MessageReference(
-        message_id=parent.message_id, channel_id=parent.channel_id, guild_id=parent.guild_id, fail_if_not_exists=False
-    )
-
-
 async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRecord:
-    """A click or modal created a task: post its message as a reply to its parent's message."""
+    """A click or modal created a task: post its message as a reply to its parent's message with the
+    bot token (bot/posting.py, shared with the web editor), else as a followup of the interaction."""
     bot = interaction.client
     parts = render.render_task(record)
-    channel = interaction.channel
-    message: discord.Message | None = None
-    reference = await parent_reference(bot, record)
-    view = render.build_view(parts.buttons)
-    if channel is not None and isinstance(channel, discord.abc.Messageable):
-        try:
-            message = await channel.send(
-                content=parts.content, embed=parts.embed, view=view, reference=reference, mention_author=False
-            )  # type: ignore[call-overload]
-        except discord.HTTPException as exc:
-            log.info("Posting task %s with the bot token failed (HTTP %s); using a followup", record.id, exc.status)
+    message = await send_task_message(bot, bot.store, record, parts)
     if message is None:
+        view = render.build_view(parts.buttons)
         try:
             message = await interaction.followup.send(content=parts.content, embed=parts.embed, view=view, wait=True)  # type: ignore[call-overload]
         except discord.HTTPException as exc:

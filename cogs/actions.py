@@ -18,7 +18,10 @@ from discord.ext import commands
 from bot import render
 from bot.errors import BotError, InputError, TaskNotFound
 from bot.i18n import t
+from bot.inpaint import LINK_TTL
 from bot.models import SUCCESS
+from bot.policy import check_click
+from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt, with_zoom
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
@@ -34,12 +37,15 @@ else:
 log = logging.getLogger(__name__)
 
 CHANGE_ACTIONS = {"U": "UPSCALE", "V": "VARIATION", "R": "REROLL"}
+# Actions Midjourney's remix mode lets the user re-prompt.
+REMIXABLE = frozenset({"VARIATION", "PAN", "REROLL"})
 
 
 async def load_finished(interaction: Interaction, task_id: str) -> TaskRecord:
     record = await interaction.client.store.get_task(task_id)
     if record is None:
         raise InputError("click.unknown_task")
+    await check_click(interaction, record)
     if record.status != SUCCESS:
         raise InputError("click.not_finished")
     return record
@@ -138,6 +144,51 @@ class ModalTaskModal(PromptModal):
         await post_for_click(interaction, record)
 
 
+class RemixModal(PromptModal):
+    """The user's remix setting: edit the prompt before a V/pan/reroll is submitted."""
+
+    def __init__(self, parent: TaskRecord, button_index: int, action: str, locale: str) -> None:
+        super().__init__(
+            title=t("modal.remix_title", locale), locale=locale, default=parent.final_prompt or parent.prompt
+        )
+        self.parent = parent
+        self.button_index = button_index
+        self.action = action
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        button = self.parent.button(self.button_index)
+        try:
+            prompt = clean_prompt(self.prompt.value)
+            if button is None:
+                raise InputError("click.unknown_button")
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        bot = interaction.client
+        await interaction.response.defer()
+        try:
+            record, result = await bot.jobs.submit(
+                lambda client: client.action(self.parent.id, button.custom_id, enable_remix=True),
+                action=self.action,
+                prompt=prompt,
+                user_id=interaction.user.id,
+                channel_id=interaction.channel_id or self.parent.channel_id,
+                guild_id=interaction.guild_id,
+                locale=locale_of(interaction),
+                parent_id=self.parent.id,
+                upstream=self.parent.upstream,
+            )
+            if result.needs_modal:
+                record, _ = await bot.jobs.submit_modal(record.id, prompt)
+            else:
+                # The server ran the action at once: it cannot take an edited prompt for it.
+                await reply(interaction, t("remix.not_supported", locale_of(interaction)))
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await post_for_click(interaction, record)
+
+
 class PickModal(PromptModal):
     """Describe / shorten pick: the chosen prompt, editable, becomes a new /imagine."""
 
@@ -153,6 +204,8 @@ class PickModal(PromptModal):
             await report_error(interaction, error)
             return
         await interaction.response.defer()
+        prefs = await interaction.client.store.get_prefs(interaction.user.id)
+        prompt = apply_preferences(prompt, prefs)
         try:
             record, _ = await interaction.client.jobs.submit(
                 lambda client: client.imagine(prompt),
@@ -169,6 +222,19 @@ class PickModal(PromptModal):
             await report_error(interaction, error)
             return
         await post_for_click(interaction, record)
+
+
+async def offer_region_editor(interaction: Interaction, parent: TaskRecord, index: int, locale: str) -> None:
+    """Vary (Region) needs a mask drawn on the picture, which Discord cannot do: a private link to the
+    bot's web editor (bot/web.py), which submits and posts the result itself."""
+    web = interaction.client.web
+    url = web.inpaint_url(parent.id, index, interaction.user.id, locale) if web is not None else None
+    if url is None:
+        await reply(interaction, t("click.inpaint_unsupported", locale))
+        return
+    view = render.StaticView(timeout=None)
+    view.add_item(discord.ui.Button(label=t("click.inpaint_open", locale), emoji="🖌️", url=url))
+    await reply(interaction, t("click.inpaint_link", locale, minutes=LINK_TTL // 60), view=view)
 
 
 # ---- buttons --------------------------------------------------------------------------------------
@@ -196,17 +262,21 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
                 raise InputError("click.unknown_button")
             locale = locale_of(interaction)
             if render.is_inpaint(button):
-                await reply(interaction, t("click.inpaint_unsupported", locale))
+                await offer_region_editor(interaction, parent, self.index, locale)
                 return
             if render.is_custom_zoom(button):
                 await interaction.response.send_modal(CustomZoomModal(parent, self.index, locale))
+                return
+            action = render.action_for_button(button)
+            if action in REMIXABLE and (await interaction.client.store.get_prefs(interaction.user.id)).remix:
+                await interaction.response.send_modal(RemixModal(parent, self.index, action, locale))
                 return
             await submit_click(
                 interaction,
                 parent,
                 f"act:{self.index}",
                 lambda client: client.action(parent.id, button.custom_id),
-                action=render.action_for_button(button),
+                action=action,
                 prompt=parent.final_prompt or parent.prompt,
             )
         except Exception as error:
@@ -288,6 +358,7 @@ class OpenModalButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
             record = await interaction.client.store.get_task(self.task_id)
             if record is None:
                 raise TaskNotFound(self.task_id)
+            await check_click(interaction, record)
             if record.status != "MODAL":
                 raise InputError("click.modal_done")
             await interaction.response.send_modal(ModalTaskModal(record, locale_of(interaction)))

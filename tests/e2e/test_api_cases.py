@@ -136,7 +136,7 @@ async def test_basic_server_gets_change_buttons(runner: BotRunner, discord_fake:
         grid = await imagine(discord_fake, "an old map")
         await discord_fake.wait_for(lambda: is_done(grid), timeout=15)
         labels = [r.label or r.emoji for r in grid.buttons]
-        assert labels == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4", "🗑️"]
+        assert labels == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4", "ℹ️", "🗑️"]
         await (await discord_fake.click(grid, custom_id(grid, "U3"), user=discord_fake.member)).response()
         change = await discord_fake.wait_for(lambda: proxy.submits("/submit/change"), timeout=10)
         assert change[0].json["action"] == "UPSCALE" and change[0].json["index"] == 3

@@ -127,3 +127,22 @@ async def test_delete_removes_the_result_message(bot: object, discord_fake: Fake
     await discord_fake.wait_for(lambda: is_done(grid), timeout=15)
     await (await discord_fake.click(grid, custom_id(grid, "🗑️"), user=discord_fake.member)).response()
     await discord_fake.wait_for(lambda: grid.deleted, timeout=5)
+
+
+async def test_info_lists_the_running_queue_quota_speed_and_key(
+    bot: object, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    message = await imagine(discord_fake, "a long night")
+    mj.hold(next(iter(mj.tasks)))
+    handle = await discord_fake.slash("settings", user=discord_fake.member, channel=discord_fake.channel)
+    panel = await handle.wait_original()
+    await (await discord_fake.select(panel, "mj:set:speed", ["relax"], user=discord_fake.member)).response()
+
+    info = await discord_fake.slash("info", user=discord_fake.member, channel=discord_fake.channel)
+    shown = await info.wait_original()
+    text = shown.text()
+    assert shown.ephemeral
+    assert "a long night" in text and str(message.id) in str(shown.embeds)
+    assert "relax" in text
+    assert "Today" in text or "today" in text
+    assert "default key" in text

@@ -34,7 +34,7 @@ async def test_imagine_shows_progress_then_uploads_the_grid_with_nine_buttons(
 
     done = await discord_fake.wait_for(lambda: is_done(message) and message, timeout=15)
     labels = [row.label or row.emoji for row in done.buttons]
-    assert labels == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4", "🗑️"]
+    assert labels == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4", "ℹ️", "🗑️"]
     assert all(len(row.custom_id or "") <= 100 for row in done.buttons)
     # The grid was downloaded and re-uploaded: a real PNG attachment, shown in the embed.
     attachment = done.attachments[0]

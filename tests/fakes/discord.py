@@ -755,6 +755,8 @@ class RecordedRequest:
     status: int = 0
     #: True when the answer came from ``rate_limit_next``/``fail_next``.
     injected: bool = False
+    #: ``time.monotonic()`` when the request arrived.
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def route(self) -> str:
@@ -1007,6 +1009,8 @@ class FakeDiscord:
         self.failures_sent = 0
 
         self._faults: list[_Fault] = []
+        self._channel_limit: tuple[int, float] | None = None
+        self._channel_buckets: dict[str, list[float]] = {}
         self._routes: list[_RouteDef] = []
         self._connections: set[_Connection] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -1335,6 +1339,41 @@ class FakeDiscord:
         reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 403: "Forbidden"}
         body = body or {"message": f"{status}: {reason.get(status, 'Error')}", "code": 0}
         self._faults.append(_Fault(route_substring, count, status, body))
+
+    def limit_channel_writes(self, limit: int = 5, window: float = 5.0) -> None:
+        """Enforce Discord's per-channel buckets on message writes: ``limit`` POSTs (and separately
+        PATCHes, DELETEs) per ``window`` seconds per channel, announced in X-RateLimit headers; one
+        more is answered 429 (counted in ``rate_limits_sent``, not marked injected)."""
+        self._channel_limit = (limit, window)
+        self._channel_buckets.clear()
+
+    def _channel_bucket(self, method: str, path: str, headers: dict[str, str]) -> _Fault | None:
+        """Count a message write against its channel's bucket: a 429 fault when it is empty."""
+        match = re.fullmatch(r"/channels/(\d+)/messages(/\d+)?", path)
+        if self._channel_limit is None or match is None or method not in ("POST", "PATCH", "DELETE"):
+            return None
+        limit, window = self._channel_limit
+        key = f"{method} {match.group(1)}"
+        now = time.time()
+        bucket = self._channel_buckets.get(key)
+        if bucket is None or now >= bucket[0]:
+            bucket = self._channel_buckets[key] = [now + window, float(limit)]
+        reset_after = max(0.0, bucket[0] - now)
+        headers.update(
+            {
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Reset": f"{bucket[0]:.3f}",
+                "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                "X-RateLimit-Bucket": hashlib.sha1(f"{method} channel-messages".encode()).hexdigest()[:16],
+            }
+        )
+        if bucket[1] <= 0:
+            headers["X-RateLimit-Remaining"] = "0"
+            body = {"message": "You are being rate limited.", "retry_after": reset_after, "global": False, "code": 0}
+            return _Fault(key, 0, 429, body, reset_after)
+        bucket[1] -= 1
+        headers["X-RateLimit-Remaining"] = str(int(bucket[1]))
+        return None
 
     def _take_fault(self, route: str) -> _Fault | None:
         for fault in self._faults:
@@ -1782,8 +1821,9 @@ class FakeDiscord:
             if route_def.auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 raise _HTTPError(401, "401: Unauthorized", 0)
             fault = self._take_fault(record.route)
+            record.injected = fault is not None
+            fault = fault or self._channel_bucket(method, rel or "", rl_headers)
             if fault is not None:
-                record.injected = True
                 response = self._fault_response(fault, rl_headers)
             else:
                 result = await route_def.handler(_Request(method, rel or "", params, dict(request.query), body, files))

@@ -1,0 +1,274 @@
+"""Per-guild rules checked before anything is submitted, so a refused request costs nothing.
+
+Channels, NSFW-only, banned words, cooldown, concurrency and the daily quota are pure checks over a
+GuildSettings and a Usage snapshot. `Policy` gathers those from the store (concurrency counts the
+tasks table's unfinished rows, so limits hold across restarts) and reserves a slot while a submit is
+in flight, so two submits at once cannot both slip under a limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import NotAllowed
+
+if TYPE_CHECKING:
+    import discord
+
+    from bot.store import Store, TaskRecord
+
+DAY = 86400
+BUTTON_ACCESS = ("anyone", "owner")
+SPEED_MODES = ("", "fast", "relax", "turbo")
+MAX_WORDS = 200
+MAX_WORD_LENGTH = 60
+MAX_CHANNELS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """A guild's limits and rules; 0 means "no limit" for every number."""
+
+    guild_id: int
+    daily_quota: int = 0
+    user_concurrent: int = 0
+    guild_concurrent: int = 0
+    cooldown: int = 0
+    allowed_channels: tuple[int, ...] = ()
+    button_access: str = "anyone"
+    default_mode: str = ""
+    banned_words: tuple[str, ...] = ()
+    nsfw_only: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> GuildSettings:
+        return cls(
+            guild_id=int(row["guild_id"]),
+            daily_quota=int(row["daily_quota"]),
+            user_concurrent=int(row["user_concurrent"]),
+            guild_concurrent=int(row["guild_concurrent"]),
+            cooldown=int(row["cooldown"]),
+            allowed_channels=tuple(int(c) for c in json.loads(row["allowed_channels"] or "[]")),
+            button_access=row["button_access"] if row["button_access"] in BUTTON_ACCESS else "anyone",
+            default_mode=row["default_mode"] if row["default_mode"] in SPEED_MODES else "",
+            banned_words=tuple(str(w) for w in json.loads(row["banned_words"] or "[]")),
+            nsfw_only=bool(row["nsfw_only"]),
+        )
+
+    def to_values(self) -> dict[str, Any]:
+        values = asdict(self)
+        del values["guild_id"]
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """What the policy needs to know about a channel (threads inherit from their parent)."""
+
+    nsfw: bool = False
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One user's standing in one guild at a moment."""
+
+    today: int = 0
+    running: int = 0
+    guild_running: int = 0
+    last_submit: float | None = None
+
+
+# ---- pure checks ---------------------------------------------------------------------------------
+
+
+def day_start(now: float) -> float:
+    """Quotas count per UTC day."""
+    return now - (now % DAY)
+
+
+def discord_time(timestamp: float, style: str = "R") -> str:
+    """A Discord timestamp: every reader sees it in their own time zone and language."""
+    return f"<t:{int(timestamp)}:{style}>"
+
+
+def normalize_words(words: Iterable[str]) -> tuple[str, ...]:
+    """Lower-cased, trimmed, unique, in the order given."""
+    seen: dict[str, None] = {}
+    for word in words:
+        cleaned = " ".join(word.split()).lower()[:MAX_WORD_LENGTH]
+        if cleaned:
+            seen.setdefault(cleaned, None)
+    return tuple(seen)[:MAX_WORDS]
+
+
+def split_words(text: str) -> list[str]:
+    """Admin input "a, b; c" -> ["a", "b", "c"]."""
+    return [part for part in re.split(r"[,;\n]+", text) if part.strip()]
+
+
+def _word_pattern(word: str) -> re.Pattern[str]:
+    escaped = re.escape(word)
+    if word.isascii():
+        # Whole words only: banning "ass" must not refuse "class".
+        return re.compile(rf"(?<!\w){escaped}(?!\w)", re.IGNORECASE)
+    # Chinese/Japanese have no spaces between words: match inside text.
+    return re.compile(escaped, re.IGNORECASE)
+
+
+def banned_word_in(prompt: str, words: Iterable[str]) -> str | None:
+    """The first banned word the prompt contains (word boundaries, any case), or None."""
+    for word in words:
+        if word and _word_pattern(word).search(prompt):
+            return word
+    return None
+
+
+def check_channel(settings: GuildSettings, channel_id: int, info: ChannelInfo | None) -> None:
+    """Allowed channels (a thread counts as its parent) and the NSFW-only rule; unknown channels fail closed."""
+    if settings.allowed_channels:
+        parent = info.parent_id if info is not None else None
+        if channel_id not in settings.allowed_channels and parent not in settings.allowed_channels:
+            channels = " ".join(f"<#{c}>" for c in settings.allowed_channels[:10])
+            raise NotAllowed("policy.channel_not_allowed", channels=channels)
+    if settings.nsfw_only and not (info is not None and info.nsfw):
+        raise NotAllowed("policy.nsfw_only")
+
+
+def check_prompt(settings: GuildSettings, prompt: str) -> None:
+    word = banned_word_in(prompt, settings.banned_words)
+    if word is not None:
+        raise NotAllowed("policy.banned_word", word=word)
+
+
+def check_limits(settings: GuildSettings, usage: Usage, now: float) -> None:
+    """Cooldown, then concurrency, then the daily quota; each message says when it clears."""
+    if settings.cooldown and usage.last_submit is not None and now - usage.last_submit < settings.cooldown:
+        raise NotAllowed("policy.cooldown", when=discord_time(usage.last_submit + settings.cooldown))
+    if settings.user_concurrent and usage.running >= settings.user_concurrent:
+        raise NotAllowed("policy.user_busy", count=usage.running, limit=settings.user_concurrent)
+    if settings.guild_concurrent and usage.guild_running >= settings.guild_concurrent:
+        raise NotAllowed("policy.guild_busy", count=usage.guild_running, limit=settings.guild_concurrent)
+    if settings.daily_quota and usage.today >= settings.daily_quota:
+        raise NotAllowed("policy.quota", limit=settings.daily_quota, when=discord_time(day_start(now) + DAY))
+
+
+def may_click(settings: GuildSettings, *, user_id: int, owner_id: int, manager: bool) -> bool:
+    """Result buttons: anyone, or only the task's owner (server managers always may)."""
+    return settings.button_access != "owner" or user_id == owner_id or manager
+
+
+# ---- the policy service --------------------------------------------------------------------------
+
+
+class Policy:
+    """Guild settings (cached) and the pre-submit check. Guild None (DMs) has no rules."""
+
+    def __init__(self, store: Store, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
+        self._store = store
+        self._channel_info = channel_info or (lambda _channel_id: None)
+        self._cache: dict[int, GuildSettings] = {}
+        self._lock = asyncio.Lock()
+        self._pending_users: Counter[tuple[int, int]] = Counter()
+        self._pending_guilds: Counter[int] = Counter()
+        self._pending_since: dict[tuple[int, int], float] = {}
+
+    async def settings(self, guild_id: int) -> GuildSettings:
+        cached = self._cache.get(guild_id)
+        if cached is not None:
+            return cached
+        row = await self._store.guild_settings_row(guild_id)
+        settings = GuildSettings.from_row(row) if row else GuildSettings(guild_id)
+        self._cache[guild_id] = settings
+        return settings
+
+    async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
+        settings = replace(await self.settings(guild_id), **changes)
+        await self._store.save_guild_settings(guild_id, settings.to_values())
+        self._cache[guild_id] = settings
+        return settings
+
+    async def usage(self, guild_id: int, user_id: int, now: float | None = None) -> Usage:
+        """Counted from the tasks table, plus submits in flight right now."""
+        now = time.time() if now is None else now
+        store = self._store
+        pending = self._pending_users[guild_id, user_id]
+        last = await store.last_task_time(guild_id, user_id)
+        started = self._pending_since.get((guild_id, user_id))
+        if started is not None:
+            last = max(last or 0.0, started)
+        return Usage(
+            today=await store.count_guild_tasks(guild_id, user_id=user_id, since=day_start(now)) + pending,
+            running=await store.count_guild_tasks(guild_id, user_id=user_id, running=True) + pending,
+            guild_running=await store.count_guild_tasks(guild_id, running=True) + self._pending_guilds[guild_id],
+            last_submit=last,
+        )
+
+    @asynccontextmanager
+    async def admit(
+        self, *, guild_id: int | None, user_id: int, channel_id: int, prompt: str
+    ) -> AsyncIterator[GuildSettings | None]:
+        """Check every rule, then hold a slot until the submit is stored (or refused)."""
+        if guild_id is None:
+            yield None
+            return
+        async with self._lock:
+            settings = await self.settings(guild_id)
+            check_channel(settings, channel_id, self._channel_info(channel_id))
+            check_prompt(settings, prompt)
+            now = time.time()
+            check_limits(settings, await self.usage(guild_id, user_id, now), now)
+            slot = (guild_id, user_id)
+            self._pending_users[slot] += 1
+            self._pending_guilds[guild_id] += 1
+            self._pending_since[slot] = now
+        try:
+            yield settings
+        finally:
+            self._pending_users[slot] -= 1
+            self._pending_guilds[guild_id] -= 1
+            if self._pending_users[slot] <= 0:
+                del self._pending_users[slot]
+                self._pending_since.pop(slot, None)
+            if self._pending_guilds[guild_id] <= 0:
+                del self._pending_guilds[guild_id]
+
+    async def check_prompt(self, guild_id: int | None, prompt: str) -> None:
+        """For prompts that reach the API without a new submit (the modal step of a task)."""
+        if guild_id is not None:
+            check_prompt(await self.settings(guild_id), prompt)
+
+
+async def check_click(interaction: discord.Interaction[Any], record: TaskRecord) -> None:
+    """The one check every result button runs before doing anything (NotAllowed if refused)."""
+    policy: Policy | None = getattr(interaction.client, "policy", None)
+    if policy is None or interaction.guild_id is None:
+        return
+    settings = await policy.settings(interaction.guild_id)
+    manager = interaction.permissions.manage_guild
+    if not may_click(settings, user_id=interaction.user.id, owner_id=record.user_id, manager=manager):
+        raise NotAllowed("policy.owner_only")
+
+
+def channel_info_from(client: discord.Client) -> Callable[[int], ChannelInfo | None]:
+    """Channel facts from the gateway cache (no API call on the submit path)."""
+
+    def lookup(channel_id: int) -> ChannelInfo | None:
+        channel = client.get_channel(channel_id)
+        if channel is None:
+            return None
+        is_nsfw = getattr(channel, "is_nsfw", None)
+        return ChannelInfo(
+            nsfw=bool(is_nsfw()) if callable(is_nsfw) else False,
+            parent_id=getattr(channel, "parent_id", None),
+        )
+
+    return lookup

@@ -1,0 +1,1 @@
+"""Files the bot's web server serves (the Vary (Region) editor)."""

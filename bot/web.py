@@ -1,0 +1,423 @@
+"""The bot's own small HTTP server: push updates, the Vary (Region) editor and /health.
+
+Optional: it runs when PUBLIC_URL or WEB_PORT is set. Everything reachable from outside is either
+harmless (/health) or guarded by a secret in the path: the notify hook by NOTIFY_SECRET (the API
+server cannot sign its callbacks, MJ_API.md §8), the editor by a signed short-lived link
+(bot/inpaint.py). Paths carry those secrets, so no request path is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import io
+import json
+import logging
+import math
+import secrets
+import string
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import discord
+from aiohttp import web
+from PIL import Image, UnidentifiedImageError
+
+from bot import inpaint
+from bot.config import ConfigError, Settings
+from bot.errors import BotError, InputError, TransientError
+from bot.i18n import normalize, t
+from bot.images import sniff_image
+from bot.models import MJTask
+from bot.responder import error_text
+from bot.store import Store, TaskRecord
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024  # a task JSON is a few KiB; an editor selection well under this
+MAX_EDITOR_IMAGE = 40 * 1024 * 1024
+IMAGE_CACHE_SIZE = 8
+STOP_GRACE = 10.0
+DEFAULT_PORT = 8080
+
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",  # the page URL is the credential
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_STATIC = {"inpaint.js": "text/javascript", "inpaint.css": "text/css"}
+# Strings the page's script needs (the rest are filled into the HTML).
+_SCRIPT_STRINGS = ("empty_selection", "sending", "submitted", "open_discord", "network_error", "image_failed")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSecrets:
+    notify: str = field(repr=False)
+    link_key: bytes = field(repr=False)
+
+
+async def load_secrets(store: Store, settings: Settings) -> WebSecrets:
+    """NOTIFY_SECRET if set, else one generated once and kept in the database, so hooks of tasks
+    submitted before a restart still reach us. The link key never leaves the database."""
+    notify = settings.notify_secret or await store.get_meta("web:notify_secret")
+    if not notify:
+        notify = secrets.token_urlsafe(24)
+        await store.set_meta("web:notify_secret", notify)
+    link_key = await store.get_meta("web:link_key")
+    if not link_key:
+        link_key = secrets.token_hex(32)
+        await store.set_meta("web:link_key", link_key)
+    return WebSecrets(notify=notify, link_key=bytes.fromhex(link_key))
+
+
+@dataclass(frozen=True, slots=True)
+class _EditorImage:
+    data: bytes
+    mime: str
+    width: int
+    height: int
+
+
+def _static(name: str) -> str:
+    return resources.files("bot.static").joinpath(name).read_text(encoding="utf-8")
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+class WebServer:
+    """One aiohttp app. `start()` binds (port 0 = any free port), `stop()` drains pushes in flight."""
+
+    def __init__(self, bot: MJBot, settings: Settings, web_secrets: WebSecrets) -> None:
+        self._bot = bot
+        self._settings = settings
+        self._secrets = web_secrets
+        self._signer = inpaint.LinkSigner(web_secrets.link_key)
+        self._runner: web.AppRunner | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._task_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._images: OrderedDict[str, _EditorImage] = OrderedDict()
+        self.base_url = ""
+        self.pushes_received = 0
+        self.pushes_applied = 0
+        self.started_at = 0.0
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def public_url(self) -> str:
+        return self._settings.public_url
+
+    @property
+    def notify_hook(self) -> str | None:
+        """The notifyHook submits carry, or None without PUBLIC_URL (the API server cannot reach us)."""
+        if not self.public_url:
+            return None
+        return f"{self.public_url}/mj/notify/{self._secrets.notify}"
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
+        app.router.add_get("/health", self._health)
+        app.router.add_post("/mj/notify/{secret}", self._notify)
+        app.router.add_get("/static/{name}", self._static_file)
+        app.router.add_get("/inpaint/{token}", self._editor_page)
+        app.router.add_get("/inpaint/{token}/image", self._editor_image)
+        app.router.add_post("/inpaint/{token}", self._editor_submit)
+        return app
+
+    async def start(self) -> str:
+        port = self._settings.web_port if self._settings.web_port is not None else DEFAULT_PORT
+        # access_log=None: request paths carry secrets (notify secret, editor links).
+        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=STOP_GRACE)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._settings.web_host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError(
+                f"the web server cannot listen on {self._settings.web_host}:{port} ({exc.strerror}); "
+                "check WEB_HOST and WEB_PORT"
+            ) from None
+        host, bound = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{bound}"
+        self.started_at = time.time()
+        log.info(
+            "Web server on %s:%s (push updates %s, Vary (Region) editor %s)",
+            host,
+            bound,
+            "on" if self.notify_hook else "off",
+            "on" if self.public_url else "off",
+        )
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop listening, then let pushes already accepted finish their Discord edits."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._jobs:
+            _, pending = await asyncio.wait(set(self._jobs), timeout=STOP_GRACE)
+            for job in pending:
+                job.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                log.warning("Shutdown: %d push update(s) did not finish in time", len(pending))
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            log.debug("web %s %s -> %s", request.method, route, exc.status)
+            raise
+        except Exception:
+            log.exception("web %s %s failed", request.method, route)
+            return web.json_response({"error": "internal error"}, status=500)
+        log.debug("web %s %s -> %s", request.method, route, response.status)
+        return response
+
+    def _language(self, request: web.Request) -> str:
+        return normalize(request.headers.get("Accept-Language", "") or self._settings.default_locale)
+
+    async def _read_json(self, request: web.Request) -> Any:
+        body = await request.read()  # HTTP 413 past client_max_size
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="body is not JSON") from None
+
+    # ---- /health -------------------------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        bot = self._bot
+        latency = bot.latency
+        gateway = bot.is_ready() and not bot.is_closed() and math.isfinite(latency)
+        try:
+            await bot.store.schema_version()
+            database = True
+        except Exception as exc:  # any failure means "not healthy", never a 500
+            log.warning("Health check: database not usable (%s)", type(exc).__name__)
+            database = False
+        tracker = getattr(bot, "tracker", None)
+        body = {
+            "status": "ok" if gateway and database else "unavailable",
+            "gateway": gateway,
+            "latency_ms": round(latency * 1000) if math.isfinite(latency) else None,
+            "database": database,
+            "tracked_tasks": len(tracker.active_ids) if tracker is not None else 0,
+            "push": {"enabled": self.notify_hook is not None, "received": self.pushes_received},
+            "uptime_s": round(time.time() - self.started_at),
+        }
+        return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+
+    # ---- push updates (notifyHook) ---------------------------------------------------------------
+
+    async def _notify(self, request: web.Request) -> web.Response:
+        given = request.match_info["secret"].encode("utf-8", "replace")
+        if not hmac.compare_digest(given, self._secrets.notify.encode("utf-8")):
+            raise web.HTTPNotFound()
+        data = await self._read_json(request)
+        task = MJTask.from_json(data)
+        if task is None:
+            raise web.HTTPBadRequest(text="not a task object")
+        self.pushes_received += 1
+        if task.id not in set(self._bot.tracker.active_ids):
+            # Not ours, finished, or waiting for a modal: nothing to show. 2xx so the server does not log errors.
+            return web.json_response({"ignored": "unknown or finished task"}, status=202)
+        self._spawn(self._ingest(task))
+        return web.json_response({"accepted": True})
+
+    def _spawn(self, coro: Any) -> None:
+        job: asyncio.Task[None] = asyncio.create_task(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._job_done)
+
+    def _job_done(self, job: asyncio.Task[None]) -> None:
+        self._jobs.discard(job)
+        if not job.cancelled() and job.exception() is not None:
+            log.error("Applying a push update failed", exc_info=job.exception())
+
+    async def _ingest(self, task: MJTask) -> None:
+        """One push at a time per task, in arrival order (the tracker drops the older of two)."""
+        lock, users = self._task_locks.get(task.id, (asyncio.Lock(), 0))
+        self._task_locks[task.id] = (lock, users + 1)
+        try:
+            async with lock:
+                if await self._bot.tracker.ingest(task):
+                    self.pushes_applied += 1
+        finally:
+            lock, users = self._task_locks[task.id]
+            if users <= 1:
+                del self._task_locks[task.id]
+            else:
+                self._task_locks[task.id] = (lock, users - 1)
+
+    # ---- Vary (Region) editor ------------------------------------------------------------------
+
+    def inpaint_url(self, task_id: str, index: int, user_id: int, locale: str) -> str | None:
+        """A private editor link for one user and one button, or None without PUBLIC_URL."""
+        if not self.public_url:
+            return None
+        token, _ = self._signer.new_link(task_id, index, user_id, normalize(locale))
+        return f"{self.public_url}/inpaint/{token}"
+
+    async def _static_file(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound()
+        return web.Response(
+            text=_static(name), content_type=_STATIC[name], headers={"Cache-Control": "public, max-age=3600"}
+        )
+
+    async def _open(self, token: str) -> tuple[inpaint.InpaintLink, TaskRecord]:
+        link = self._signer.verify(token)
+        parent = inpaint.check_parent(await self._bot.store.get_task(link.task_id), link.index)
+        return link, parent
+
+    async def _picture(self, parent: TaskRecord) -> _EditorImage:
+        """The finished picture the mask is drawn on (our Discord upload first: upstream links expire)."""
+        cached = self._images.get(parent.id)
+        if cached is not None:
+            self._images.move_to_end(parent.id)
+            return cached
+        data: bytes | None = None
+        for source in (parent.result_url, self._fresh_attachment_url, parent.image_url):
+            url = await source(parent) if callable(source) else source
+            if not url:
+                continue
+            try:
+                data = await self._bot.fetcher.fetch(url, max_bytes=MAX_EDITOR_IMAGE)
+            except TransientError:
+                continue
+            if data:
+                break
+        mime = sniff_image(data) if data else None
+        if data is None or mime is None:
+            raise InputError("web.image_failed")
+        try:
+            width, height = await asyncio.to_thread(_image_size, data)
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise InputError("web.image_failed") from None
+        picture = _EditorImage(data, mime, width, height)
+        self._images[parent.id] = picture
+        while len(self._images) > IMAGE_CACHE_SIZE:
+            self._images.popitem(last=False)
+        return picture
+
+    async def _fresh_attachment_url(self, parent: TaskRecord) -> str | None:
+        """Discord signs attachment links for about a day: ask for the message again for a fresh one."""
+        if parent.message_id is None:
+            return None
+        channel = self._bot.get_partial_messageable(parent.channel_id, guild_id=parent.guild_id)
+        try:
+            message = await channel.fetch_message(parent.message_id)
+        except discord.HTTPException:
+            return None
+        return message.attachments[0].url if message.attachments else None
+
+    def _error_page(self, error: BotError, language: str) -> web.Response:
+        status = {"web.link_expired": 410, "web.link_invalid": 403}.get(error.key, 404)
+        text = html.escape(error_text(error, language))
+        title = html.escape(t("web.title", language))
+        body = (
+            f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+            f'<link rel="stylesheet" href="../static/inpaint.css"></head>'
+            f'<body><main><h1>{title}</h1><p class="error" id="status">{text}</p></main></body></html>'
+        )
+        return web.Response(text=body, status=status, content_type="text/html", headers=_PAGE_HEADERS)
+
+    async def _editor_page(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        try:
+            link, parent = await self._open(token)
+        except BotError as error:
+            return self._error_page(error, self._language(request))
+        language = normalize(link.locale)
+        strings = {name: t(f"web.{name}", language) for name in _SCRIPT_STRINGS}
+        values = {
+            "lang": language,
+            "title": t("web.title", language),
+            "help": t("web.help", language),
+            "tool_rect": t("web.tool_rect", language),
+            "tool_brush": t("web.tool_brush", language),
+            "brush_size": t("web.brush_size", language),
+            "undo": t("web.undo", language),
+            "clear": t("web.clear", language),
+            "prompt_label": t("web.prompt", language),
+            "submit": t("web.submit", language),
+            "prompt": parent.final_prompt or parent.prompt,
+            "image": f"{token}/image",
+        }
+        page = string.Template(_static("inpaint.html")).substitute(
+            {key: html.escape(value) for key, value in values.items()},
+            strings=json.dumps(strings, ensure_ascii=False).replace("<", "\\u003c"),
+        )
+        return web.Response(text=page, content_type="text/html", headers=_PAGE_HEADERS)
+
+    async def _editor_image(self, request: web.Request) -> web.Response:
+        try:
+            _, parent = await self._open(request.match_info["token"])
+            picture = await self._picture(parent)
+        except BotError as error:
+            raise web.HTTPNotFound(text=error.key) from None
+        return web.Response(
+            body=picture.data, content_type=picture.mime, headers={"Cache-Control": "private, max-age=900"}
+        )
+
+    async def _editor_submit(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        language = self._language(request)
+        try:
+            link, parent = await self._open(token)
+        except BotError as error:
+            status = {"web.link_expired": 410, "web.link_invalid": 403}.get(error.key, 409)
+            return web.json_response({"error": error_text(error, language)}, status=status)
+        language = normalize(link.locale)
+        if request.content_type != "application/json":
+            # Plain HTML forms cannot send JSON cross-site without CORS: this keeps the endpoint out of CSRF reach.
+            raise web.HTTPUnsupportedMediaType(text="send application/json")
+        data = await self._read_json(request)
+        if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
+            raise web.HTTPBadRequest(text="expected {prompt, shapes}")
+        try:
+            picture = await self._picture(parent)
+            shapes = inpaint.parse_shapes(data.get("shapes"), picture.width, picture.height)
+            mask = await asyncio.to_thread(inpaint.build_mask, picture.width, picture.height, shapes)
+            record, message = await inpaint.submit_region(
+                self._bot,
+                self._bot.jobs,
+                link=link,
+                link_key=inpaint.link_id(token),
+                parent=parent,
+                prompt=data["prompt"],
+                mask_png=mask,
+            )
+        except BotError as error:
+            return web.json_response({"error": error_text(error, language)}, status=422)
+        return web.json_response(
+            {
+                "ok": True,
+                "task": record.id,
+                "message": t("web.submitted", language),
+                "url": message.jump_url if message else None,
+            }
+        )

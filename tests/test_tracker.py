@@ -1,0 +1,479 @@
+"""The tracker's scheduling: adaptive polling, backoff, per-channel pacing, coalescing, priorities.
+
+Scheduling is tested with a fake clock and small fakes for the upstream and the Discord client (a
+clock in our hands makes "read every 4th tick" exact). The burst test runs the real tracker through
+discord.py against the fake Discord with per-channel buckets and the simulated API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+
+from bot import render
+from bot.client import MJClient, UpstreamConfig
+from bot.errors import QueueFull, TransientError
+from bot.images import ImageFetcher
+from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask
+from bot.simulator import SimulatedProxy
+from bot.store import Store, TaskRecord
+from bot.tracker import (
+    BOT_TIMEOUT_REASON,
+    ChannelPacer,
+    EditQueue,
+    PrioritySlots,
+    Tracker,
+    TrackerSettings,
+    poll_every,
+)
+from tests.fakes.discord import FakeDiscord
+
+TOKEN = "fake-bot-token"
+
+# ---- fakes ----------------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeUpstream:
+    """list-by-condition / fetch answering from `tasks`; `errors` are raised first, one per call."""
+
+    tasks: dict[str, MJTask] = field(default_factory=dict)
+    errors: list[Exception] = field(default_factory=list)
+    calls: list[list[str]] = field(default_factory=list)
+    clock: Clock | None = None
+    takes: float = 0.0  # how long a call takes on `clock`
+
+    async def list_by_ids(self, ids: Sequence[str]) -> list[MJTask]:
+        self.calls.append(list(ids))
+        if self.clock is not None:
+            self.clock.now += self.takes
+        if self.errors:
+            raise self.errors.pop(0)
+        return [self.tasks[i] for i in ids if i in self.tasks]
+
+    def reads_of(self, task_id: str) -> int:
+        return sum(task_id in call for call in self.calls)
+
+
+@dataclass
+class SentMessage:
+    id: int
+    attachments: list[Any] = field(default_factory=list)
+
+
+class FakeChannel:
+    def __init__(self, client: FakeDiscordClient, channel_id: int) -> None:
+        self._client = client
+        self.id = channel_id
+
+    async def send(self, **kwargs: Any) -> SentMessage:
+        self._client.writes.append(("send", self.id, kwargs))
+        return SentMessage(id=900_000 + len(self._client.writes))
+
+    def get_partial_message(self, message_id: int) -> FakePartial:
+        return FakePartial(self._client, self.id, message_id)
+
+
+class FakePartial:
+    def __init__(self, client: FakeDiscordClient, channel_id: int, message_id: int) -> None:
+        self._client = client
+        self.channel_id = channel_id
+        self.id = message_id
+
+    async def edit(self, **kwargs: Any) -> SentMessage:
+        if self._client.gate is not None:
+            await self._client.gate.wait()
+        self._client.writes.append(("edit", self.channel_id, kwargs))
+        return SentMessage(id=self.id)
+
+
+class FakeDiscordClient:
+    """Just the part of discord.Client the tracker writes through; edits wait for `gate` if set."""
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.writes: list[tuple[str, int, dict[str, Any]]] = []
+        self.gate = gate
+
+    def get_partial_messageable(self, channel_id: int, *, guild_id: int | None = None) -> FakeChannel:
+        return FakeChannel(self, channel_id)
+
+
+def settings(**changes: Any) -> TrackerSettings:
+    base = {"poll_interval": 1.0, "fresh_seconds": 5.0, "queued_every": 4, "running_every": 2, "near_end_percent": 60}
+    return TrackerSettings(**{**base, **changes})
+
+
+def shown(record: TaskRecord) -> TaskRecord:
+    """The record as if its message already shows it."""
+    return replace(record, shown=render.render_task(record).fingerprint())
+
+
+_ids = itertools.count(1748339100000000)
+
+
+def record(
+    status: str = IN_PROGRESS, progress: int | None = 10, *, message_id: int | None = 555, **kw: Any
+) -> TaskRecord:
+    base: dict[str, Any] = {
+        "id": str(next(_ids)),
+        "action": "IMAGINE",
+        "user_id": 11,
+        "channel_id": 22,
+        "guild_id": 33,
+        "prompt": "a cat",
+        "status": status,
+        "progress": progress,
+        "message_id": message_id,
+        "created_at": 0.0,  # no timeout unless a test sets one
+    }
+    base.update(kw)
+    return shown(TaskRecord(**base))
+
+
+def as_task(rec: TaskRecord, **changes: Any) -> MJTask:
+    values: dict[str, Any] = {"id": rec.id, "action": rec.action, "status": rec.status, "progress": rec.progress}
+    values.update(changes)
+    return MJTask(**values)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[ImageFetcher]:
+    fetcher = ImageFetcher()
+    yield fetcher
+    await fetcher.aclose()
+
+
+async def make_tracker(
+    store: Store,
+    fetcher: ImageFetcher,
+    upstream: Any,
+    records: Sequence[TaskRecord],
+    *,
+    clock: Clock,
+    wall: Clock | None = None,
+    discord_client: Any = None,
+    **changes: Any,
+) -> Tracker:
+    await store.insert_many(records)
+    tracker = Tracker(
+        discord_client or FakeDiscordClient(),
+        store,
+        {"default": upstream},
+        fetcher,
+        settings(**changes),
+        clock=clock,
+        wall=wall or Clock(10_000.0),
+    )
+    await tracker.resume()
+    return tracker
+
+
+async def ticks(tracker: Tracker, clock: Clock, count: int) -> None:
+    for _ in range(count):
+        await tracker.run_cycle()
+        clock.now += tracker.settings.poll_interval
+
+
+async def settle(tracker: Tracker) -> None:
+    """Until every queued Discord write went out (the writers run as their own tasks)."""
+    for _ in range(500):
+        if not tracker.pending_writes:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{tracker.pending_writes} write(s) still pending")
+
+
+# ---- poll_every -----------------------------------------------------------------------------------
+
+
+def test_a_task_that_just_started_is_read_every_tick() -> None:
+    assert poll_every(record(NOT_START, None), 1.0, settings()) == 1
+    assert poll_every(record(IN_PROGRESS, 5), 1.0, settings()) == 1
+
+
+def test_a_queued_task_is_read_less_often_than_a_running_one() -> None:
+    config = settings()
+    assert poll_every(record(NOT_START, None), 60.0, config) == 4
+    assert poll_every(record("", None), 60.0, config) == 4
+    assert poll_every(record(IN_PROGRESS, 20), 60.0, config) == 2
+
+
+def test_a_task_near_its_end_is_read_every_tick() -> None:
+    assert poll_every(record(IN_PROGRESS, 60), 60.0, settings()) == 1
+    assert poll_every(record(IN_PROGRESS, None), 60.0, settings()) == 1  # unknown progress: could be anywhere
+
+
+def test_a_task_whose_pace_says_it_ends_within_two_ticks_is_read_every_tick() -> None:
+    # 40% in 1.2 s: 60% more takes ~1.8 s, under two 1 s ticks.
+    assert poll_every(record(IN_PROGRESS, 40), 1.2, settings(fresh_seconds=0.0)) == 1
+    assert poll_every(record(IN_PROGRESS, 40), 30.0, settings(fresh_seconds=0.0)) == 2
+
+
+# ---- pacing primitives --------------------------------------------------------------------------
+
+
+def test_channel_pacer_allows_the_bucket_then_waits_out_the_window() -> None:
+    clock = Clock()
+    pacer = ChannelPacer(5, 5.0, clock=clock)
+    for _ in range(5):
+        assert pacer.wait_time(1) == 0.0
+        pacer.record(1)
+        clock.now += 0.1
+    assert pacer.wait_time(1) == pytest.approx(5.0 + 0.05 - 0.5)
+    assert pacer.wait_time(2) == 0.0  # other channels are not affected
+    clock.now += 4.6
+    assert pacer.wait_time(1) == 0.0
+
+
+def test_edit_queue_sends_finals_first_and_keeps_one_entry_per_task() -> None:
+    queue = EditQueue()
+    assert queue.push(7, "p1", urgent=False)
+    assert queue.push(7, "p2", urgent=False)
+    assert not queue.push(7, "p1", urgent=False)  # newer progress of p1: still one edit
+    assert queue.push(7, "f1", urgent=True)
+    assert not queue.push(7, "p2", urgent=True)  # p2 finished while waiting: now urgent
+    assert queue.pending(7) == 3
+    assert [queue.pop(7), queue.pop(7), queue.pop(7), queue.pop(7)] == [("f1", True), ("p2", True), ("p1", False), None]
+    assert len(queue) == 0
+
+
+def test_edit_queue_demotes_a_first_post_that_landed_to_progress() -> None:
+    queue = EditQueue()
+    queue.push(7, "new", urgent=True)  # had no message when queued
+    queue.push(7, "old", urgent=False)
+    queue.demote("new")  # its message was posted meanwhile: one more edit, but no longer urgent
+    assert not queue.has_urgent(7)
+    assert [queue.pop(7), queue.pop(7)] == [("old", False), ("new", False)]
+
+
+async def test_priority_slots_serve_urgent_waiters_first() -> None:
+    slots = PrioritySlots(1)
+    order: list[str] = []
+
+    async def use(name: str, urgent: bool) -> None:
+        async with slots.hold(urgent=urgent):
+            order.append(name)
+            await asyncio.sleep(0)
+
+    async with slots.hold(urgent=False):
+        waiting = [asyncio.create_task(use("progress", False)), asyncio.create_task(use("final", True))]
+        await asyncio.sleep(0)
+    await asyncio.gather(*waiting)
+    assert order == ["final", "progress"]
+
+
+# ---- the tracker with fakes -----------------------------------------------------------------------
+
+
+async def test_each_cycle_reads_in_batches_of_batch_size(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    records = [record() for _ in range(250)]
+    upstream = FakeUpstream(tasks={r.id: as_task(r) for r in records})
+    tracker = await make_tracker(store, fetcher, upstream, records, clock=clock, batch_size=100)
+    await tracker.run_cycle()
+    assert sorted(len(call) for call in upstream.calls) == [50, 100, 100]
+    assert tracker.counters.last_cycle_requests == 3
+
+
+async def test_unchanged_state_sends_no_edit(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    client = FakeDiscordClient()
+    rec = record(IN_PROGRESS, 30)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec)})
+    tracker = await make_tracker(store, fetcher, upstream, [rec], clock=clock, discord_client=client)
+    await ticks(tracker, clock, 3)
+    assert client.writes == []
+    assert tracker.counters.edits_skipped == 3 and tracker.counters.edits_sent == 0
+
+
+async def test_queued_tasks_are_read_less_often_than_running_ones_and_those_near_the_end_every_tick(
+    store: Store, fetcher: ImageFetcher
+) -> None:
+    clock = Clock()
+    queued, running, ending = record(NOT_START, None), record(IN_PROGRESS, 30), record(IN_PROGRESS, 80)
+    upstream = FakeUpstream(tasks={r.id: as_task(r) for r in (queued, running, ending)})
+    tracker = await make_tracker(store, fetcher, upstream, [queued, running, ending], clock=clock)
+    await ticks(tracker, clock, 20)
+    # Fresh after resume (5 s): every tick; then every 4th, every 2nd and every tick.
+    assert upstream.reads_of(ending.id) == 20
+    assert upstream.reads_of(running.id) == 6 + 7
+    assert upstream.reads_of(queued.id) == 6 + 3
+    assert max(len(call) for call in upstream.calls) <= 3
+
+
+async def test_a_failing_upstream_is_read_less_and_less_often_then_normally_again(
+    store: Store, fetcher: ImageFetcher
+) -> None:
+    clock = Clock()
+    rec = record(IN_PROGRESS, 80)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec)}, errors=[TransientError("HTTP 502")] * 4)
+    tracker = await make_tracker(store, fetcher, upstream, [rec], clock=clock)
+    await ticks(tracker, clock, 14)
+    assert len(upstream.calls) == 3  # ticks 0, 2 and 6: the spacing doubles with each failure
+    await ticks(tracker, clock, 10)
+    assert len(upstream.calls) == 4  # tick 14 failed too: the next read waits until tick 30
+    await ticks(tracker, clock, 20)
+    assert len(upstream.calls) == 7  # ticks 30, 38, 42 answer: the spacing halves each time
+    await ticks(tracker, clock, 5)
+    assert len(upstream.calls) == 12  # every tick again
+    assert tracker.counters.read_failures == 4
+
+
+async def test_retry_after_holds_reads_back(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    rec = record(IN_PROGRESS, 80)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec)}, errors=[QueueFull("overloaded", retry_after=7.0)])
+    tracker = await make_tracker(store, fetcher, upstream, [rec], clock=clock)
+    await ticks(tracker, clock, 7)
+    assert len(upstream.calls) == 1
+    await ticks(tracker, clock, 2)
+    assert len(upstream.calls) == 3
+
+
+async def test_a_slow_upstream_is_read_less_often(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    rec = record(IN_PROGRESS, 80)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec)}, clock=clock, takes=6.0)
+    tracker = await make_tracker(store, fetcher, upstream, [rec], clock=clock, slow_read_seconds=5.0)
+    for _ in range(10):
+        await tracker.run_cycle()
+        clock.now += 1.0
+    # Every read "takes" 6 s of the clock, so each one pushes the next further out.
+    assert len(upstream.calls) < 5
+
+
+async def test_a_task_without_a_message_gets_a_fresh_one(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    client = FakeDiscordClient()
+    rec = record(NOT_START, None, message_id=None)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec)})
+    tracker = await make_tracker(store, fetcher, upstream, [rec], clock=clock, discord_client=client)
+    await tracker.run_cycle()
+    await settle(tracker)
+    assert [(kind, channel) for kind, channel, _ in client.writes] == [("send", rec.channel_id)]
+    stored = await store.get_task(rec.id)
+    assert stored is not None and stored.message_id is not None and stored.shown
+
+
+async def test_a_task_past_the_timeout_ends_with_a_clear_failure(store: Store, fetcher: ImageFetcher) -> None:
+    clock, wall = Clock(), Clock(10_000.0)
+    client = FakeDiscordClient()
+    rec = record(IN_PROGRESS, 30, created_at=10_000.0 - 61.0)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec)})
+    tracker = await make_tracker(
+        store, fetcher, upstream, [rec], clock=clock, wall=wall, discord_client=client, task_timeout=60.0
+    )
+    await tracker.run_cycle()
+    await settle(tracker)
+    stored = await store.get_task(rec.id)
+    assert stored is not None and stored.status == FAILURE and stored.fail_reason == BOT_TIMEOUT_REASON
+    assert stored.delivered and tracker.active_ids == []
+    assert "stopped waiting" in client.writes[-1][2]["embed"].fields[0].value
+    assert upstream.calls == []  # it was not read again
+
+
+async def test_progress_that_moves_again_before_its_edit_left_is_sent_once_with_the_newest_state(
+    store: Store, fetcher: ImageFetcher
+) -> None:
+    clock = Clock()
+    client = FakeDiscordClient(gate=asyncio.Event())
+    tasks = [record(IN_PROGRESS, 10) for _ in range(3)]
+    upstream = FakeUpstream(tasks={r.id: as_task(r, progress=20) for r in tasks})
+    tracker = await make_tracker(store, fetcher, upstream, tasks, clock=clock, discord_client=client)
+    await ticks(tracker, clock, 1)  # three edits queued; the first is in flight and held
+    upstream.tasks = {r.id: as_task(r, progress=40) for r in tasks}
+    await ticks(tracker, clock, 1)
+    assert tracker.counters.progress_coalesced == 2
+    assert client.gate is not None
+    client.gate.set()
+    await settle(tracker)
+    shown_percent = [(w[2]["embed"].fields[0].value.split()[-1]) for w in client.writes]
+    assert shown_percent == ["20%", "40%", "40%", "40%"]  # the first task twice, the others once
+
+
+# ---- the burst: real discord.py against the fake Discord's per-channel buckets ----------------------
+
+
+async def test_a_burst_in_one_channel_draws_no_429_and_finals_jump_the_progress_queue(
+    tmp_path: Path, fetcher: ImageFetcher
+) -> None:
+    window = 0.25
+    async with (
+        FakeDiscord(token=TOKEN) as fake,
+        SimulatedProxy(flavor="relay", clock="reads", progress_steps=200, image_size=64) as proxy,
+    ):
+        fake.limit_channel_writes(5, window)
+        store = await Store.open(tmp_path / "bot.sqlite3")
+        client = discord.Client(intents=discord.Intents.none())
+        upstream = MJClient(UpstreamConfig(base_url=proxy.base_url, api_key=""))
+        await client.login(TOKEN)
+        try:
+            busy = [proxy.add_task(f"busy {i}") for i in range(30)]
+            quiet = proxy.add_task("quiet")
+            channel_of = {**{i: fake.channel.id for i in busy}, quiet: fake.channel2.id}
+            rows = [
+                TaskRecord(id=i, action="IMAGINE", user_id=fake.member.id, channel_id=c, guild_id=fake.guild.id)
+                for i, c in channel_of.items()
+            ]
+            await store.insert_many(rows)
+            config = TrackerSettings(poll_interval=0.05, channel_edits=5, channel_window=window)
+            tracker = Tracker(client, store, {"default": upstream}, fetcher, config)
+            await tracker.resume()
+
+            async def run_until(predicate: Any) -> None:
+                async with asyncio.timeout(20):
+                    while not predicate():
+                        await tracker.run_cycle()
+                        await asyncio.sleep(0.05)
+
+            # Every task gets its message (the rows have none), then progress edits keep the channel busy.
+            await run_until(lambda: all(fake.channel_messages(c) for c in (fake.channel, fake.channel2)))
+            await run_until(lambda: len(fake.channel_messages(fake.channel)) == 30 and tracker.pending_writes > 5)
+            first = busy[:10]
+            for task_id in (*first, quiet):
+                proxy.finish(task_id)
+            await run_until(lambda: all(i not in tracker.active_ids for i in (*first, quiet)))
+            for task_id in busy[10:]:
+                proxy.finish(task_id)
+            await run_until(lambda: not tracker.active_ids)
+            await tracker.stop()
+        finally:
+            await client.close()
+            await upstream.aclose()
+            await store.close()
+
+    assert fake.rate_limits_sent == 0 and fake.failed_requests == []
+    writes = [r for r in fake.requests if r.method in ("POST", "PATCH") and r.path.startswith("/channels/")]
+    busy_edits = [r for r in writes if r.method == "PATCH" and r.path.startswith(f"/channels/{fake.channel.id}/")]
+    finals = [n for n, r in enumerate(busy_edits) if r.files]
+    assert len(finals) == 30
+    assert finals[:10] == list(range(finals[0], finals[0] + 10))  # the first ten jumped the progress queue
+    messages = [m for m in fake.messages.values() if m.channel_id in (fake.channel.id, fake.channel2.id)]
+    assert len(messages) == 31 and all(len(m.attachments) == 1 and m.buttons for m in messages)
+    for message in messages:  # each result was uploaded exactly once
+        assert sum(1 for r in writes if r.files and r.path.endswith(f"/{message.id}")) == 1
+    for channel in (fake.channel, fake.channel2):  # never more than 5 writes in any window
+        times = sorted(r.at for r in writes if r.path.startswith(f"/channels/{channel.id}/"))
+        assert all(later - earlier >= window for earlier, later in zip(times, times[5:], strict=False))
