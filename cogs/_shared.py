@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
+from discord.ext import commands
 
 from bot import render
 from bot.client import data_url
@@ -13,6 +14,7 @@ from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.images import SHRINK_FACTOR, check_image
 from bot.jobs import Submit
+from bot.models import SubmitResult
 from bot.posting import send_task_message
 from bot.preferences import UserPrefs
 from bot.responder import locale_of, reply, report_error
@@ -142,6 +144,38 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
     return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
 
 
+async def submit_child(
+    interaction: Interaction, parent: TaskRecord, submit: Submit, *, action: str, prompt: str
+) -> tuple[TaskRecord, SubmitResult]:
+    """Submit a task that follows from `parent` (a click, a modal): same key, same channel."""
+    return await interaction.client.jobs.submit(
+        submit,
+        action=action,
+        prompt=prompt,
+        user_id=interaction.user.id,
+        channel_id=interaction.channel_id or parent.channel_id,
+        guild_id=interaction.guild_id,
+        locale=locale_of(interaction),
+        parent_id=parent.id,
+        upstream=parent.upstream,
+    )
+
+
+class ItemsCog(commands.Cog):
+    """A cog whose only job is to register its persistent DynamicItems while it is loaded."""
+
+    items: ClassVar[tuple[type[discord.ui.DynamicItem[Any]], ...]] = ()
+
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(*self.items)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*self.items)
+
+
 async def submit_click(
     interaction: Interaction,
     parent: TaskRecord,
@@ -158,17 +192,7 @@ async def submit_click(
         return
     await interaction.response.defer()
     try:
-        record, result = await bot.jobs.submit(
-            submit,
-            action=action,
-            prompt=prompt,
-            user_id=interaction.user.id,
-            channel_id=interaction.channel_id or parent.channel_id,
-            guild_id=interaction.guild_id,
-            locale=locale_of(interaction),
-            parent_id=parent.id,
-            upstream=parent.upstream,
-        )
+        record, result = await submit_child(interaction, parent, submit, action=action, prompt=prompt)
     except BotError as error:
         await bot.store.release_click(parent.id, button_key)
         await report_error(interaction, error)

@@ -13,7 +13,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import discord
-from discord.ext import commands
 
 from bot import render
 from bot.errors import BotError, InputError, TaskNotFound
@@ -25,7 +24,7 @@ from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt, with_zoom
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
-from cogs._shared import post_for_click, submit_click
+from cogs._shared import ItemsCog, post_for_click, submit_child, submit_click
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -55,7 +54,11 @@ async def load_finished(interaction: Interaction, task_id: str) -> TaskRecord:
 
 
 class PromptModal(discord.ui.Modal):
-    """Edit a prompt, then submit the MODAL task (remix, custom zoom) or a new imagine (picks)."""
+    """Edit a prompt, then submit something with it and post the new task as a reply.
+
+    Subclasses say how to read the prompt (`clean`) and what to submit (`run`); answering Discord,
+    reporting errors and posting the result are the same for all of them.
+    """
 
     def __init__(self, *, title: str, locale: str, default: str, zoom: str | None = None) -> None:
         super().__init__(title=render.truncate(title, 45), timeout=900)
@@ -78,48 +81,100 @@ class PromptModal(discord.ui.Modal):
             )
             self.add_item(self.zoom)
 
+    def clean(self) -> str:
+        return clean_prompt(self.prompt.value)
+
+    async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
+        raise NotImplementedError
+
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            prompt = self.clean()
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await interaction.response.defer()
+        try:
+            record = await self.run(interaction, prompt)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        await post_for_click(interaction, record)
+
     async def on_error(self, interaction: Interaction, error: Exception, item: Any = None) -> None:  # type: ignore[override]
         await report_error(interaction, error)
 
 
-class CustomZoomModal(PromptModal):
-    def __init__(self, parent: TaskRecord, button_index: int, locale: str) -> None:
-        prompt = re.sub(r"\s*--zoom\s+\S+", "", parent.final_prompt or parent.prompt)
-        super().__init__(title=t("modal.zoom_title", locale), locale=locale, default=prompt, zoom="2")
+class ParentActionModal(PromptModal):
+    """A modal about one button of a finished task (Custom Zoom, remix)."""
+
+    def __init__(
+        self, parent: TaskRecord, button_index: int, *, title: str, locale: str, default: str, zoom: str | None = None
+    ) -> None:
+        super().__init__(title=title, locale=locale, default=default, zoom=zoom)
         self.parent = parent
         self.button_index = button_index
 
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        assert self.zoom is not None
-        try:
-            prompt = with_zoom(self.prompt.value, self.zoom.value)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+    def custom_id_of_button(self) -> str:
         button = self.parent.button(self.button_index)
         if button is None:
-            await report_error(interaction, InputError("click.unknown_button"))
-            return
-        bot = interaction.client
-        await interaction.response.defer()
-        try:
-            modal_task, result = await bot.jobs.submit(
-                lambda client: client.action(self.parent.id, button.custom_id),
-                action="ZOOM",
-                prompt=prompt,
-                user_id=interaction.user.id,
-                channel_id=interaction.channel_id or self.parent.channel_id,
-                guild_id=interaction.guild_id,
-                locale=locale_of(interaction),
-                parent_id=self.parent.id,
-                upstream=self.parent.upstream,
-            )
-            if result.needs_modal:
-                modal_task, _ = await bot.jobs.submit_modal(modal_task.id, prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        await post_for_click(interaction, modal_task)
+            raise InputError("click.unknown_button")
+        return button.custom_id
+
+
+class CustomZoomModal(ParentActionModal):
+    def __init__(self, parent: TaskRecord, button_index: int, locale: str) -> None:
+        prompt = re.sub(r"\s*--zoom\s+\S+", "", parent.final_prompt or parent.prompt)
+        super().__init__(
+            parent, button_index, title=t("modal.zoom_title", locale), locale=locale, default=prompt, zoom="2"
+        )
+
+    def clean(self) -> str:
+        assert self.zoom is not None
+        return with_zoom(self.prompt.value, self.zoom.value)
+
+    async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
+        custom_id = self.custom_id_of_button()
+        record, result = await submit_child(
+            interaction,
+            self.parent,
+            lambda client: client.action(self.parent.id, custom_id),
+            action="ZOOM",
+            prompt=prompt,
+        )
+        if result.needs_modal:
+            record, _ = await interaction.client.jobs.submit_modal(record.id, prompt)
+        return record
+
+
+class RemixModal(ParentActionModal):
+    """The user's remix setting: edit the prompt before a V/pan/reroll is submitted."""
+
+    def __init__(self, parent: TaskRecord, button_index: int, action: str, locale: str) -> None:
+        super().__init__(
+            parent,
+            button_index,
+            title=t("modal.remix_title", locale),
+            locale=locale,
+            default=parent.final_prompt or parent.prompt,
+        )
+        self.action = action
+
+    async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
+        custom_id = self.custom_id_of_button()
+        record, result = await submit_child(
+            interaction,
+            self.parent,
+            lambda client: client.action(self.parent.id, custom_id, enable_remix=True),
+            action=self.action,
+            prompt=prompt,
+        )
+        if result.needs_modal:
+            record, _ = await interaction.client.jobs.submit_modal(record.id, prompt)
+        else:
+            # The server ran the action at once: it cannot take an edited prompt for it.
+            await reply(interaction, t("remix.not_supported", locale_of(interaction)))
+        return record
 
 
 class ModalTaskModal(PromptModal):
@@ -129,64 +184,9 @@ class ModalTaskModal(PromptModal):
         super().__init__(title=t("modal.remix_title", locale), locale=locale, default=task.final_prompt or task.prompt)
         self.task = task
 
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            prompt = clean_prompt(self.prompt.value)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        await interaction.response.defer()
-        try:
-            record, _ = await interaction.client.jobs.submit_modal(self.task.id, prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        await post_for_click(interaction, record)
-
-
-class RemixModal(PromptModal):
-    """The user's remix setting: edit the prompt before a V/pan/reroll is submitted."""
-
-    def __init__(self, parent: TaskRecord, button_index: int, action: str, locale: str) -> None:
-        super().__init__(
-            title=t("modal.remix_title", locale), locale=locale, default=parent.final_prompt or parent.prompt
-        )
-        self.parent = parent
-        self.button_index = button_index
-        self.action = action
-
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        button = self.parent.button(self.button_index)
-        try:
-            prompt = clean_prompt(self.prompt.value)
-            if button is None:
-                raise InputError("click.unknown_button")
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        bot = interaction.client
-        await interaction.response.defer()
-        try:
-            record, result = await bot.jobs.submit(
-                lambda client: client.action(self.parent.id, button.custom_id, enable_remix=True),
-                action=self.action,
-                prompt=prompt,
-                user_id=interaction.user.id,
-                channel_id=interaction.channel_id or self.parent.channel_id,
-                guild_id=interaction.guild_id,
-                locale=locale_of(interaction),
-                parent_id=self.parent.id,
-                upstream=self.parent.upstream,
-            )
-            if result.needs_modal:
-                record, _ = await bot.jobs.submit_modal(record.id, prompt)
-            else:
-                # The server ran the action at once: it cannot take an edited prompt for it.
-                await reply(interaction, t("remix.not_supported", locale_of(interaction)))
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        await post_for_click(interaction, record)
+    async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
+        record, _ = await interaction.client.jobs.submit_modal(self.task.id, prompt)
+        return record
 
 
 class PickModal(PromptModal):
@@ -195,33 +195,14 @@ class PickModal(PromptModal):
     def __init__(self, parent: TaskRecord, index: int, default: str, locale: str) -> None:
         super().__init__(title=t("modal.pick_title", locale, n=index), locale=locale, default=default)
         self.parent = parent
-        self.index = index
 
-    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            prompt = clean_prompt(self.prompt.value)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        await interaction.response.defer()
+    async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
         prefs = await interaction.client.store.get_prefs(interaction.user.id)
         prompt = apply_preferences(prompt, prefs)
-        try:
-            record, _ = await interaction.client.jobs.submit(
-                lambda client: client.imagine(prompt),
-                action="IMAGINE",
-                prompt=prompt,
-                user_id=interaction.user.id,
-                channel_id=interaction.channel_id or self.parent.channel_id,
-                guild_id=interaction.guild_id,
-                locale=locale_of(interaction),
-                parent_id=self.parent.id,
-                upstream=self.parent.upstream,
-            )
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        await post_for_click(interaction, record)
+        record, _ = await submit_child(
+            interaction, self.parent, lambda client: client.imagine(prompt), action="IMAGINE", prompt=prompt
+        )
+        return record
 
 
 async def offer_region_editor(interaction: Interaction, parent: TaskRecord, index: int, locale: str) -> None:
@@ -366,18 +347,8 @@ class OpenModalButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
             await report_error(interaction, error)
 
 
-DYNAMIC_ITEMS = (ActionButton, ChangeButton, PickButton, OpenModalButton)
-
-
-class Actions(commands.Cog):
-    def __init__(self, bot: MJBot) -> None:
-        self.bot = bot
-
-    async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(*DYNAMIC_ITEMS)
-
-    async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(*DYNAMIC_ITEMS)
+class Actions(ItemsCog):
+    items = (ActionButton, ChangeButton, PickButton, OpenModalButton)
 
 
 async def setup(bot: MJBot) -> None:

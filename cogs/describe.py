@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
-from discord.ext import commands
 
 from bot import render
 from bot.client import MJClient, data_url
@@ -18,7 +17,7 @@ from bot.images import check_image
 from bot.models import SubmitResult
 from bot.policy import check_click
 from bot.responder import report_error
-from cogs._shared import begin, discard_thinking, read_image, submit_click, submit_from_command
+from cogs._shared import ItemsCog, begin, discard_thinking, read_image, submit_click, submit_from_command
 from cogs.imagine import BOT_TYPES
 
 if TYPE_CHECKING:
@@ -61,9 +60,39 @@ async def download_image(bot: MJBot, url: str) -> str:
     return data_url(checked.data, checked.mime)
 
 
-class Describe(commands.Cog):
-    def __init__(self, bot: MJBot) -> None:
-        self.bot = bot
+class RedescribeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.REDESCRIBE_TEMPLATE):
+    """🔄 on a describe result: a new /describe of the same image (works on every server)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.REDESCRIBE_ID.format(task=task_id)))
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> RedescribeButton:
+        return cls(match["task"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        bot = interaction.client
+        try:
+            parent = await bot.store.get_task(self.task_id)
+            source = parent.result_url or parent.image_url if parent else None
+            if parent is None or not source:
+                raise InputError("click.unknown_task")
+            await check_click(interaction, parent)
+
+            async def describe_again(client: MJClient) -> SubmitResult:
+                assert source is not None
+                return await client.describe(await download_image(bot, source))
+
+            await submit_click(interaction, parent, "redo", describe_again, action="DESCRIBE", prompt="/describe")
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class Describe(ItemsCog):
+    items = (RedescribeButton,)
 
     @app_commands.command(name=_("describe"), description=_("Get four prompts that describe an image"))
     @app_commands.describe(
@@ -107,37 +136,5 @@ class Describe(commands.Cog):
         )
 
 
-class RedescribeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.REDESCRIBE_TEMPLATE):
-    """🔄 on a describe result: a new /describe of the same image (works on every server)."""
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.REDESCRIBE_ID.format(task=task_id)))
-        self.task_id = task_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> RedescribeButton:
-        return cls(match["task"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        bot = interaction.client
-        try:
-            parent = await bot.store.get_task(self.task_id)
-            source = parent.result_url or parent.image_url if parent else None
-            if parent is None or not source:
-                raise InputError("click.unknown_task")
-            await check_click(interaction, parent)
-
-            async def describe_again(client: MJClient) -> SubmitResult:
-                assert source is not None
-                return await client.describe(await download_image(bot, source))
-
-            await submit_click(interaction, parent, "redo", describe_again, action="DESCRIBE", prompt="/describe")
-        except Exception as error:
-            await report_error(interaction, error)
-
-
 async def setup(bot: MJBot) -> None:
     await bot.add_cog(Describe(bot))
-    bot.add_dynamic_items(RedescribeButton)

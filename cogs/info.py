@@ -11,7 +11,6 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import discord
-from discord.ext import commands
 
 from bot import render
 from bot.errors import BotError, InputError, UnsupportedAction
@@ -19,6 +18,7 @@ from bot.i18n import t
 from bot.models import SUCCESS
 from bot.responder import locale_of, report_error
 from bot.store import TaskRecord
+from cogs._shared import ItemsCog
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -94,15 +94,8 @@ class SeedButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render
             await report_error(interaction, error)
 
 
-class Info(commands.Cog):
-    def __init__(self, bot: MJBot) -> None:
-        self.bot = bot
-
-    async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(SeedButton)
-
-    async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(SeedButton)
+class Info(ItemsCog):
+    items = (SeedButton,)
 
 
 async def setup(bot: MJBot) -> None:

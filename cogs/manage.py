@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import discord
-from discord.ext import commands
 
 from bot import render
 from bot.errors import InputError, NotAllowed
@@ -16,6 +15,7 @@ from bot.i18n import t
 from bot.models import CANCEL, FINAL_STATUSES
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
+from cogs._shared import ItemsCog
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -99,18 +99,8 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             await report_error(interaction, error)
 
 
-ITEMS = (CancelButton, DeleteButton)
-
-
-class Manage(commands.Cog):
-    def __init__(self, bot: MJBot) -> None:
-        self.bot = bot
-
-    async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(*ITEMS)
-
-    async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(*ITEMS)
+class Manage(ItemsCog):
+    items = (CancelButton, DeleteButton)
 
 
 async def setup(bot: MJBot) -> None:

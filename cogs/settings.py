@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
-from discord.ext import commands
 
 from bot import preferences as prefs_mod
 from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.preferences import UserPrefs, check_option_set
 from bot.responder import locale_of, reply, report_error
+from cogs._shared import ItemsCog
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -168,18 +168,8 @@ class SettingToggle(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TOG
             await report_error(interaction, error)
 
 
-ITEMS = (SettingSelect, SettingToggle)
-
-
-class Settings(commands.Cog):
-    def __init__(self, bot: MJBot) -> None:
-        self.bot = bot
-
-    async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(*ITEMS)
-
-    async def cog_unload(self) -> None:
-        self.bot.remove_dynamic_items(*ITEMS)
+class Settings(ItemsCog):
+    items = (SettingSelect, SettingToggle)
 
     @app_commands.command(name=_("settings"), description=_("Your default model, stylize, speed, remix and more"))
     async def settings(self, interaction: Interaction) -> None:
