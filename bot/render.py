@@ -32,6 +32,8 @@ CHANGE_ID = "mj:chg:{task}:{op}"  # U1..U4 / V1..V4 / R on basic servers (no but
 PICK_ID = "mj:pick:{task}:{index}"  # describe / shorten candidate -> editable imagine
 MODAL_TASK_ID = "mj:open:{task}"  # open the prompt modal of a MODAL task (remix)
 REDESCRIBE_ID = "mj:redo:{task}"  # describe the same image again
+RETRY_ID = "mj:retry:{task}"  # a task that never finished: offer to submit it again
+RETRY_CONFIRM_ID = "mj:retryok:{task}"  # ...after the user confirmed (it may be charged again)
 CANCEL_ID = "mj:cancel:{task}"  # stop an in-flight task (requester or moderator)
 DELETE_ID = "mj:del:{task}"  # delete a result message (requester or moderator)
 SEED_ID = "mj:seed:{task}"  # ℹ️ seed, full prompt and parameters of a result (cogs/info.py)
@@ -41,6 +43,8 @@ CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
 PICK_TEMPLATE = r"mj:pick:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d)"
 MODAL_TASK_TEMPLATE = r"mj:open:(?P<task>[0-9A-Za-z_-]{1,40})"
 REDESCRIBE_TEMPLATE = r"mj:redo:(?P<task>[0-9A-Za-z_-]{1,40})"
+RETRY_TEMPLATE = r"mj:retry:(?P<task>[0-9A-Za-z_-]{1,40})"
+RETRY_CONFIRM_TEMPLATE = r"mj:retryok:(?P<task>[0-9A-Za-z_-]{1,40})"
 CANCEL_TEMPLATE = r"mj:cancel:(?P<task>[0-9A-Za-z_-]{1,40})"
 DELETE_TEMPLATE = r"mj:del:(?P<task>[0-9A-Za-z_-]{1,40})"
 SEED_TEMPLATE = r"mj:seed:(?P<task>[0-9A-Za-z_-]{1,40})"
@@ -295,6 +299,14 @@ def tool_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     return with_tool_button(buttons, seed_button(record))
 
 
+STUCK_REASON = "bot:failure.bot_timeout"
+
+
+def is_stuck(record: TaskRecord) -> bool:
+    """Ended by the bot's own timeout: the API never reported a result."""
+    return record.status == FAILURE and record.fail_reason == STUCK_REASON
+
+
 def delete_button(record: TaskRecord) -> ButtonSpec:
     return ButtonSpec(DELETE_ID.format(task=record.id), "", "🗑️", 2)
 
@@ -363,7 +375,11 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
             name=t("field.failed", locale), value=truncate(explain_failure(record.fail_reason, locale), 1024)
         )
         embed.set_footer(text=t("footer.task", locale, id=record.id))
-        return MessageParts(t("content.failed", locale, mention=mention), embed, (delete_button(record),))
+        buttons: tuple[ButtonSpec, ...] = (delete_button(record),)
+        if is_stuck(record) and record.extra.get("retry"):
+            retry = ButtonSpec(RETRY_ID.format(task=record.id), t("button.retry", locale), "🔁", 1)
+            buttons = (retry, *buttons)
+        return MessageParts(t("content.failed", locale, mention=mention), embed, buttons)
 
     embed = discord.Embed(title=title, description=description or None, color=COLOR_RUNNING)
     embed.add_field(name=t("field.status", locale), value=status_line(record, locale), inline=True)

@@ -145,7 +145,13 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
 
 
 async def submit_child(
-    interaction: Interaction, parent: TaskRecord, submit: Submit, *, action: str, prompt: str
+    interaction: Interaction,
+    parent: TaskRecord,
+    submit: Submit,
+    *,
+    action: str,
+    prompt: str,
+    retry: dict[str, Any] | None = None,
 ) -> tuple[TaskRecord, SubmitResult]:
     """Submit a task that follows from `parent` (a click, a modal): same key, same channel."""
     return await interaction.client.jobs.submit(
@@ -158,6 +164,7 @@ async def submit_child(
         locale=locale_of(interaction),
         parent_id=parent.id,
         upstream=parent.upstream,
+        extra={"retry": retry} if retry else None,
     )
 
 
@@ -184,15 +191,19 @@ async def submit_click(
     *,
     action: str,
     prompt: str,
+    retry: dict[str, Any] | None = None,
 ) -> None:
-    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal."""
+    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal.
+
+    `retry` says how to submit the same thing again should the task get stuck (see cogs/manage.py).
+    """
     bot = interaction.client
     if not await bot.store.claim_click(parent.id, button_key, interaction.user.id, window=CLICK_WINDOW):
         await reply(interaction, t("click.already", locale_of(interaction)))
         return
     await interaction.response.defer()
     try:
-        record, result = await submit_child(interaction, parent, submit, action=action, prompt=prompt)
+        record, result = await submit_child(interaction, parent, submit, action=action, prompt=prompt, retry=retry)
     except BotError as error:
         await bot.store.release_click(parent.id, button_key)
         await report_error(interaction, error)

@@ -200,7 +200,12 @@ class PickModal(PromptModal):
         prefs = await interaction.client.store.get_prefs(interaction.user.id)
         prompt = apply_preferences(prompt, prefs)
         record, _ = await submit_child(
-            interaction, self.parent, lambda client: client.imagine(prompt), action="IMAGINE", prompt=prompt
+            interaction,
+            self.parent,
+            lambda client: client.imagine(prompt),
+            action="IMAGINE",
+            prompt=prompt,
+            retry={"kind": "imagine", "prompt": prompt},
         )
         return record
 
@@ -259,6 +264,7 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
                 lambda client: client.action(parent.id, button.custom_id),
                 action=action,
                 prompt=parent.final_prompt or parent.prompt,
+                retry={"kind": "action", "custom_id": button.custom_id},
             )
         except Exception as error:
             await report_error(interaction, error)
@@ -290,6 +296,7 @@ class ChangeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
                 lambda client: client.change(parent.id, action, index),
                 action=action,
                 prompt=parent.final_prompt or parent.prompt,
+                retry={"kind": "change", "action": action, "index": index},
             )
         except Exception as error:
             await report_error(interaction, error)

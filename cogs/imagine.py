@@ -72,6 +72,8 @@ class Imagine(commands.Cog):
             prefs=prefs,
             action="IMAGINE",
             prompt=text,
+            # Retrying a stuck task re-sends the prompt; reference images are not kept, so no retry then.
+            extra=None if images else {"retry": {"kind": "imagine", "prompt": text, "bot_type": bot_type}},
         )
 
 

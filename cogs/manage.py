@@ -12,10 +12,11 @@ import discord
 from bot import render
 from bot.errors import InputError, NotAllowed
 from bot.i18n import t
+from bot.jobs import Submit
 from bot.models import CANCEL, FINAL_STATUSES
 from bot.responder import locale_of, reply, report_error
 from bot.store import TaskRecord
-from cogs._shared import ItemsCog
+from cogs._shared import ItemsCog, submit_click
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -99,8 +100,82 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             await report_error(interaction, error)
 
 
+def retry_submit(bot: MJBot, stuck: TaskRecord) -> Submit:
+    """The same request again, from the spec stored when it was first submitted."""
+    spec: dict[str, Any] = stuck.extra.get("retry") or {}
+    kind = spec.get("kind")
+    bot_type = str(spec.get("bot_type") or "MID_JOURNEY")
+    if kind == "imagine":
+        return lambda client: client.imagine(str(spec["prompt"]), bot_type=bot_type)
+    if kind == "shorten":
+        return lambda client: client.shorten(str(spec["prompt"]), bot_type=bot_type)
+    if kind == "action" and stuck.parent_id:
+        parent_id = stuck.parent_id
+        return lambda client: client.action(parent_id, str(spec["custom_id"]))
+    if kind == "change" and stuck.parent_id:
+        parent_id = stuck.parent_id
+        return lambda client: client.change(parent_id, str(spec["action"]), int(spec["index"]))
+    raise InputError("retry.impossible")
+
+
+class RetryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.RETRY_TEMPLATE):
+    """On a task the bot gave up on: asks first, because a new submit may be charged again."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.RETRY_ID.format(task=task_id)))
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> RetryButton:
+        return cls(match["task"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            record = await own_task(interaction, self.task_id)
+            if not render.is_stuck(record):
+                raise InputError("retry.impossible")
+            locale = locale_of(interaction)
+            confirm = render.ButtonSpec(
+                render.RETRY_CONFIRM_ID.format(task=record.id), t("retry.confirm_button", locale), "🔁", 1
+            )
+            await reply(interaction, t("retry.confirm", locale), view=render.build_view((confirm,)))
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class RetryConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.RETRY_CONFIRM_TEMPLATE):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(discord.ui.Button(custom_id=render.RETRY_CONFIRM_ID.format(task=task_id)))
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> RetryConfirmButton:
+        return cls(match["task"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            stuck = await own_task(interaction, self.task_id)
+            if not render.is_stuck(stuck):
+                raise InputError("retry.impossible")
+            await submit_click(
+                interaction,
+                stuck,
+                "retry",
+                retry_submit(interaction.client, stuck),
+                action=stuck.action,
+                prompt=stuck.prompt,
+                retry=stuck.extra.get("retry"),
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
 class Manage(ItemsCog):
-    items = (CancelButton, DeleteButton)
+    items = (CancelButton, DeleteButton, RetryButton, RetryConfirmButton)
 
 
 async def setup(bot: MJBot) -> None:

@@ -49,6 +49,7 @@ class Shorten(commands.Cog):
             prefs=prefs,
             action="SHORTEN",
             prompt=text,
+            extra={"retry": {"kind": "shorten", "prompt": text, "bot_type": bot_type}},
         )
 
 

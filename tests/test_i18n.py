@@ -26,7 +26,7 @@ def test_placeholders_match_across_languages() -> None:
 
 def test_every_key_used_in_code_exists() -> None:
     pattern = re.compile(
-        r"""["']((?:action|content|status|field|footer|result|failure|error|input|click|modal|button|manage|remix|settings|prefs|prefer|show|web|info)\.[a-z_]+)["']"""
+        r"""["']((?:action|content|status|field|footer|result|failure|error|input|click|modal|button|manage|remix|settings|prefs|prefer|show|web|info|retry)\.[a-z_]+)["']"""
     )
     used: set[str] = set()
     for path in [*ROOT.joinpath("bot").rglob("*.py"), *ROOT.joinpath("cogs").rglob("*.py")]:

@@ -146,3 +146,35 @@ async def test_info_lists_the_running_queue_quota_speed_and_key(
     assert "relax" in text
     assert "Today" in text or "today" in text
     assert "default key" in text
+
+
+async def test_stalled_task_ends_with_a_working_retry_after_confirmation(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    await runner.start(task_timeout=1.0)
+    message = await imagine(discord_fake, "a stuck clock")
+    mj.hold(next(iter(mj.tasks)))
+    await discord_fake.wait_for(lambda: "stopped waiting" in message.text(), timeout=10)
+    retry = custom_id(message, "Retry")
+
+    stranger = discord_fake.add_member("stranger")
+    refused = await discord_fake.click(message, retry, user=stranger)
+    assert "Only the person" in (await refused.wait_original()).text()
+
+    ask = await discord_fake.click(message, retry, user=discord_fake.member)
+    confirm = await ask.wait_original()
+    assert confirm.ephemeral and "charge" in confirm.text()
+    assert len(mj.submits("/submit/imagine")) == 1  # nothing re-sent before the user confirms
+
+    await runner.restart(task_timeout=600.0)  # the confirm button survives a restart too
+    await (
+        await discord_fake.click(confirm, custom_id(confirm, "Yes, submit again"), user=discord_fake.member)
+    ).response()
+    again = await discord_fake.wait_for(
+        lambda: len(mj.submits("/submit/imagine")) == 2 and mj.submits("/submit/imagine")
+    )
+    assert again[1].json["prompt"] == "a stuck clock"
+    new = await discord_fake.wait_for_message(
+        lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == message.id
+    )
+    await discord_fake.wait_for(lambda: is_done(new), timeout=15)
