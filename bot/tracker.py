@@ -46,13 +46,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BOT_TIMEOUT_REASON = "bot:failure.bot_timeout"
+BOT_TIMEOUT_REASON = render.STUCK_REASON
 MAX_DOWNLOAD_ATTEMPTS = 5
 #: Counted on top of a channel's window: our clock and Discord's never agree to the millisecond.
 PACING_MARGIN = 0.05
 #: Longest wait before retrying a write Discord refused.
 MAX_WRITE_RETRY = 60.0
-
 # Columns the tracker changes; everything else in a row belongs to the cogs.
 _TRACKED_COLUMNS = (
     "action",
@@ -95,6 +94,8 @@ class TrackerSettings:
     channel_edits: int = 5
     channel_window: float = 5.0
     global_edits: int = 0
+    # Writes of each channel window that progress leaves free for final results and first posts.
+    final_reserve: int = 2
 
 
 @dataclass(slots=True)
@@ -175,8 +176,9 @@ class ChannelPacer:
         self._clock = clock
         self._sent: dict[int, deque[float]] = {}
 
-    def wait_time(self, key: int) -> float:
-        """Seconds until `key` may take another write (0.0: now)."""
+    def wait_time(self, key: int, *, reserve: int = 0) -> float:
+        """Seconds until `key` may take another write (0.0: now), keeping `reserve` of the
+        window's writes free (progress leaves one for a final result)."""
         sent = self._sent.get(key)
         if not sent or self.window <= 0:
             return 0.0
@@ -187,9 +189,10 @@ class ChannelPacer:
         if not sent:
             del self._sent[key]  # idle channels cost no memory
             return 0.0
-        if len(sent) < self.limit:
+        limit = max(1, self.limit - reserve)
+        if len(sent) < limit:
             return 0.0
-        return max(0.0, sent[len(sent) - self.limit] + horizon - now)
+        return max(0.0, sent[len(sent) - limit] + horizon - now)
 
     def record(self, key: int) -> None:
         if self.window > 0:
@@ -360,11 +363,14 @@ class Tracker:
         self._no_list: set[str] = set()  # upstreams without list-by-condition
         self._unknown: set[str] = set()  # upstream names already reported missing
         self._unsaved: dict[str, dict[str, Any]] = {}
+        self._finished: dict[str, dict[str, Any]] = {}  # rows of delivered tasks: saved first
         self._queue = EditQueue()
         self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
         self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
         self._slots = PrioritySlots(settings.edit_concurrency)
         self._workers: dict[int, asyncio.Task[None]] = {}
+        self._kicks: dict[int, asyncio.Event] = {}  # wakes a channel's writer for an urgent write
+        self._saver: asyncio.Task[None] | None = None
         self._writing: set[str] = set()
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._polls: dict[str, asyncio.Task[None]] = {}
@@ -393,7 +399,8 @@ class Tracker:
     async def stop(self) -> None:
         """Cancel the loop, reads and writes in flight. Nothing is lost: what was not written is
         still undelivered in the database and resumes on the next start."""
-        tasks = [t for t in (self._runner, *self._polls.values(), *self._workers.values()) if t is not None]
+        running = (self._runner, self._saver, *self._polls.values(), *self._workers.values())
+        tasks = [t for t in running if t is not None]
         for handle in self._retries.values():
             handle.cancel()
         self._retries.clear()
@@ -401,8 +408,10 @@ class Tracker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runner = None
+        self._saver = None
         self._polls.clear()
         self._workers.clear()
+        self._kicks.clear()
         self._writing.clear()
         self._queue.clear()
 
@@ -498,8 +507,7 @@ class Tracker:
             self._polls[name] = poll
             poll.add_done_callback(partial(self._poll_done, name))
             started.append(poll)
-        if not started and self._unsaved:
-            await self._save()  # expiries, and writes that failed earlier (a poll saves them otherwise)
+        self._save_soon()  # expiries, and changes an earlier save could not write
         counters.cpu_seconds += time.process_time() - cpu
         if started:
             # A slow upstream must not stall the others: its read finishes in the background.
@@ -538,7 +546,7 @@ class Tracker:
             new = apply_update(record, task) if task is not None else record
             self._apply(record, new, now, tick=tick)
         self.counters.cpu_seconds += time.process_time() - cpu
-        await self._save()
+        self._save_soon()
 
     async def _read_tasks(
         self, name: str, client: MJClient, ids: Sequence[str]
@@ -645,20 +653,39 @@ class Tracker:
         return bool(changes)
 
     async def _save(self, ids: Sequence[str] | None = None) -> None:
-        """Write the noted changes in one transaction. A failed write (after the store's own
-        retries) stays noted and is tried again with the next save: memory stays the truth."""
-        if ids is None:
-            batch, self._unsaved = self._unsaved, {}
-        else:
-            batch = {i: self._unsaved.pop(i) for i in ids if i in self._unsaved}
-        if not batch:
-            return
-        try:
-            await self._store.update_many(batch)
-        except Exception as exc:
-            log.warning("Saving %d task update(s) failed (%s); will try again", len(batch), exc)
-            for task_id, changes in batch.items():
-                self._unsaved[task_id] = {**changes, **self._unsaved.get(task_id, {})}
+        """Have the noted changes written soon (all of them: `ids` is only a hint)."""
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        if (self._unsaved or self._finished) and (self._saver is None or self._saver.done()):
+            self._saver = asyncio.create_task(self._save_all(), name="mj-tracker-save")
+
+    async def flush(self) -> None:
+        """Wait until every change noted so far is written (or the database refused it)."""
+        self._save_soon()
+        if self._saver is not None:
+            await asyncio.shield(self._saver)
+
+    async def _save_all(self) -> None:
+        """Write the noted changes (finished tasks first), one transaction per batch, in the
+        background: a locked or full database delays the writes, never the reads or Discord. A failed
+        batch (after the store's own retries) stays noted and is tried again: memory stays the truth
+        until it is written."""
+        failures = 0
+        while self._finished or self._unsaved:
+            source = self._finished if self._finished else self._unsaved
+            batch = dict(source)
+            source.clear()
+            try:
+                await self._store.update_many(batch)
+                failures = 0
+            except Exception as exc:
+                for task_id, changes in batch.items():
+                    source[task_id] = {**changes, **source.get(task_id, {})}
+                failures += 1
+                delay = min(30.0, self.settings.poll_interval * 2**failures)
+                log.warning("Saving %d task update(s) failed (%s); will try again in %.1f s", len(batch), exc, delay)
+                await asyncio.sleep(delay)
 
     # ---- Discord side ------------------------------------------------------------------------------
 
@@ -670,18 +697,25 @@ class Tracker:
             return  # a refused write waits for its retry, which will show the newest state
         if not self._queue.push(record.channel_id, record.id, urgent=urgent) and not urgent:
             self.counters.progress_coalesced += 1
+        if urgent and record.channel_id in self._kicks:
+            self._kicks[record.channel_id].set()  # its writer may be waiting for a progress slot
         if record.channel_id not in self._workers:
             self._workers[record.channel_id] = asyncio.create_task(
                 self._channel_worker(record.channel_id), name=f"mj-writes-{record.channel_id}"
             )
 
     async def _channel_worker(self, channel_id: int) -> None:
-        """Send one channel's queued writes, one at a time, within its pace."""
+        """Send one channel's queued writes, one at a time, within its pace. Progress leaves the
+        last writes of each window (`final_reserve`) to results, so a result rarely waits at all."""
+        kick = self._kicks[channel_id] = asyncio.Event()
         try:
             while self._queue.pending(channel_id):
-                wait = self._pacer.wait_time(channel_id)
+                reserve = 0 if self._queue.has_urgent(channel_id) else self.settings.final_reserve
+                wait = self._pacer.wait_time(channel_id, reserve=reserve)
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    kick.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(kick.wait(), timeout=wait)
                     continue
                 async with self._slots.hold(urgent=self._queue.has_urgent(channel_id)):
                     if self._global is not None:
@@ -706,6 +740,7 @@ class Tracker:
         finally:
             if self._workers.get(channel_id) is asyncio.current_task():
                 del self._workers[channel_id]
+                self._kicks.pop(channel_id, None)
 
     async def _global_turn(self) -> None:
         """Wait until the bot-wide budget allows one more write (finals hold the slots first)."""
@@ -737,7 +772,7 @@ class Tracker:
                     self._active[record.id] = updated
                     if updated.status not in FINAL_STATUSES:
                         self._queue.demote(record.id)  # queued while it had no message: now only progress
-                    await self._save([record.id])
+                    self._save_soon()
             return True
         except Exception:
             log.exception("Updating the message of task %s failed; will retry", task_id)
@@ -786,7 +821,11 @@ class Tracker:
         handle = self._retries.pop(new.id, None)
         if handle is not None:
             handle.cancel()
-        await self._save([new.id])
+        # The sooner `delivered` is stored, the smaller the window in which a crash posts twice:
+        # finished rows jump ahead of the poll batches (never waited for here: a locked or full
+        # database must not hold up Discord writes).
+        self._finished[new.id] = self._unsaved.pop(new.id, {})
+        self._save_soon()
 
     def _retry_later(self, task_id: str, urgent: bool) -> None:
         """Try a refused write again after a pause that doubles with each refusal in a row."""

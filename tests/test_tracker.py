@@ -200,6 +200,7 @@ async def settle(tracker: Tracker) -> None:
     """Until every queued Discord write went out (the writers run as their own tasks)."""
     for _ in range(500):
         if not tracker.pending_writes:
+            await tracker.flush()
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{tracker.pending_writes} write(s) still pending")
@@ -242,6 +243,7 @@ def test_channel_pacer_allows_the_bucket_then_waits_out_the_window() -> None:
         pacer.record(1)
         clock.now += 0.1
     assert pacer.wait_time(1) == pytest.approx(5.0 + 0.05 - 0.5)
+    assert pacer.wait_time(1, reserve=1) == pytest.approx(5.0 + 0.05 - 0.4)  # progress leaves one for a final
     assert pacer.wait_time(2) == 0.0  # other channels are not affected
     clock.now += 4.6
     assert pacer.wait_time(1) == 0.0
@@ -401,7 +403,9 @@ async def test_progress_that_moves_again_before_its_edit_left_is_sent_once_with_
     client = FakeDiscordClient(gate=asyncio.Event())
     tasks = [record(IN_PROGRESS, 10) for _ in range(3)]
     upstream = FakeUpstream(tasks={r.id: as_task(r, progress=20) for r in tasks})
-    tracker = await make_tracker(store, fetcher, upstream, tasks, clock=clock, discord_client=client)
+    tracker = await make_tracker(
+        store, fetcher, upstream, tasks, clock=clock, discord_client=client, final_reserve=0
+    )  # four writes fit the channel's window: only coalescing is at work here
     await ticks(tracker, clock, 1)  # three edits queued; the first is in flight and held
     upstream.tasks = {r.id: as_task(r, progress=40) for r in tasks}
     await ticks(tracker, clock, 1)

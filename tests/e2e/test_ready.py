@@ -347,6 +347,9 @@ async def test_editor_asks_discord_for_a_fresh_image_link_when_the_stored_ones_e
     bot = await runner.start(**web_settings())
     upscale = await finished_upscale(discord_fake, "a blue kettle")
     upscale_id = upscale.text().rsplit("Task ", 1)[1].strip()
+    # The row is written just after Discord answered the result edit: let that land first.
+    await discord_fake.wait_for(lambda: upscale_id not in bot.tracker.active_ids)
+    await bot.tracker.flush()
     expired = f"{discord_fake.base_url}/attachments/1/2/expired.png"  # what a day-old signed link does
     await bot.store.update_task(upscale_id, result_url=expired, image_url=expired)
     _, url = await editor_link(discord_fake, upscale)
