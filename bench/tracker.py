@@ -123,6 +123,8 @@ async def naive_baseline(upstream: MJClient, ids: list[str], cycles: int, concur
         await asyncio.gather(*(one(i) for i in ids))
         cpu.append(time.process_time() - cpu0)
         wall.append(time.perf_counter() - wall0)
+    if not cpu:
+        return {"requests_per_cycle": float(len(ids)), "cpu_per_cycle": math.nan, "wall_per_cycle": math.nan}
     return {"requests_per_cycle": float(len(ids)), "cpu_per_cycle": statistics.mean(cpu), "wall_per_cycle": max(wall)}
 
 

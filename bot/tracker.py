@@ -79,6 +79,7 @@ class TrackerSettings:
     max_upload_bytes: int = 10 * 1024 * 1024
     fetch_concurrency: int = 8
     edit_concurrency: int = 8
+    download_concurrency: int = 16  # result pictures being fetched or waiting to be uploaded
     # Adaptive polling. A task is read every tick for `fresh_seconds` after it was submitted, changed
     # status or was resumed, and from `near_end_percent` (or when its pace says it ends within two
     # ticks); otherwise every `running_every` ticks while running and `queued_every` while waiting.
@@ -368,6 +369,7 @@ class Tracker:
         self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
         self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
         self._slots = PrioritySlots(settings.edit_concurrency)
+        self._downloads = asyncio.Semaphore(max(1, settings.download_concurrency))
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._kicks: dict[int, asyncio.Event] = {}  # wakes a channel's writer for an urgent write
         self._saver: asyncio.Task[None] | None = None
@@ -717,22 +719,19 @@ class Tracker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(kick.wait(), timeout=wait)
                     continue
-                async with self._slots.hold(urgent=self._queue.has_urgent(channel_id)):
+                item = self._queue.pop(channel_id)
+                if item is None:
+                    break
+                task_id, urgent = item
+                self._writing.add(task_id)
+                try:
+                    used = await self._write(task_id, urgent)
+                finally:
+                    self._writing.discard(task_id)
+                if used:
+                    self._pacer.record(channel_id)
                     if self._global is not None:
-                        await self._global_turn()
-                    item = self._queue.pop(channel_id)
-                    if item is None:
-                        break
-                    task_id, urgent = item
-                    self._writing.add(task_id)
-                    try:
-                        used = await self._write(task_id, urgent)
-                    finally:
-                        self._writing.discard(task_id)
-                    if used:
-                        self._pacer.record(channel_id)
-                        if self._global is not None:
-                            self._global.record(0)
+                        self._global.record(0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -752,55 +751,82 @@ class Tracker:
 
     async def _write(self, task_id: str, urgent: bool) -> bool:
         """Bring one task's message up to date. True if a request reached Discord (it counts
-        against the channel's pace even when refused)."""
+        against the channel's pace even when refused).
+
+        A result is downloaded before a write slot is taken (at most `download_concurrency` at
+        once, which also bounds the images held in memory): slots guard Discord writes, and a slow
+        image server must not hold them."""
         record = self._active.get(task_id)
         if record is None or record.status == MODAL:
             return False
         try:
             if record.status in FINAL_STATUSES:
-                return await self._deliver(record)
-            parts = render.render_task(record)
-            fingerprint = parts.fingerprint()
-            if fingerprint == record.shown and record.message_id is not None:
-                return False
-            message = await self._send_or_edit(record, parts)
-            if message is not None:
-                current = self._active.get(record.id)
-                if current is not None:
-                    updated = replace(current, shown=fingerprint, message_id=message.id)
-                    self._note(current, updated)
-                    self._active[record.id] = updated
-                    if updated.status not in FINAL_STATUSES:
-                        self._queue.demote(record.id)  # queued while it had no message: now only progress
-                    self._save_soon()
-            return True
+                async with self._downloads:
+                    go, data = await self._fetch_result(record)
+                    if not go:
+                        return False
+                    async with self._slots.hold(urgent=True):
+                        if self._global is not None:
+                            await self._global_turn()
+                        return await self._deliver(record, data)
+            async with self._slots.hold(urgent=urgent):
+                if self._global is not None:
+                    await self._global_turn()
+                return await self._update(record)
         except Exception:
             log.exception("Updating the message of task %s failed; will retry", task_id)
             self._retry_later(task_id, urgent)
             return True
 
-    async def _deliver(self, record: TaskRecord) -> bool:
-        watch = self._watch.get(record.id)
+    async def _update(self, record: TaskRecord) -> bool:
+        """Show a running task's latest state (or post its first message)."""
+        record = self._active.get(record.id, record)  # the newest state, after waiting for a slot
+        if record.status in FINAL_STATUSES:
+            self._queue_write(record, urgent=True)  # it finished meanwhile: deliver with its result
+            return False
+        parts = render.render_task(record)
+        fingerprint = parts.fingerprint()
+        if fingerprint == record.shown and record.message_id is not None:
+            return False
+        message = await self._send_or_edit(record, parts)
+        if message is not None:
+            current = self._active.get(record.id)
+            if current is not None:
+                updated = replace(current, shown=fingerprint, message_id=message.id)
+                self._note(current, updated)
+                self._active[record.id] = updated
+                if updated.status not in FINAL_STATUSES:
+                    self._queue.demote(record.id)  # queued while it had no message: now only progress
+                self._save_soon()
+        return True
+
+    async def _fetch_result(self, record: TaskRecord) -> tuple[bool, bytes | None]:
+        """(go on, the picture to upload). The picture of a success is downloaded once, to be
+        re-uploaded (its link expires); after MAX_DOWNLOAD_ATTEMPTS failures the link is shown."""
+        if not (record.status == SUCCESS and record.image_url and not record.result_url):
+            return True, None
+        try:
+            return True, await self._fetcher.fetch(record.image_url, max_bytes=self.settings.max_upload_bytes)
+        except BotError as exc:
+            watch = self._watch.get(record.id)
+            failures = watch.download_failures + 1 if watch is not None else MAX_DOWNLOAD_ATTEMPTS
+            if watch is not None:
+                watch.download_failures = failures
+            if failures < MAX_DOWNLOAD_ATTEMPTS:
+                log.warning("Downloading the result of %s failed (%s); retrying", record.id, exc)
+                self._retry_later(record.id, True)
+                return False, None
+            log.warning("Giving up downloading the result of %s; posting the link", record.id)
+            return True, None
+
+    async def _deliver(self, record: TaskRecord, data: bytes | None) -> bool:
         file: discord.File | None = None
         image_ref: str | None = None
-        if record.status == SUCCESS and record.image_url and not record.result_url:
-            try:
-                data = await self._fetcher.fetch(record.image_url, max_bytes=self.settings.max_upload_bytes)
-            except BotError as exc:
-                failures = watch.download_failures + 1 if watch is not None else MAX_DOWNLOAD_ATTEMPTS
-                if watch is not None:
-                    watch.download_failures = failures
-                if failures < MAX_DOWNLOAD_ATTEMPTS:
-                    log.warning("Downloading the result of %s failed (%s); retrying", record.id, exc)
-                    self._retry_later(record.id, True)
-                    return False
-                log.warning("Giving up downloading the result of %s; posting the link", record.id)
-                data = None
-            if data is not None:
-                mime = sniff_image(data) or "image/png"
-                name = render.result_filename(record, EXTENSIONS.get(mime, "png"))
-                file = discord.File(io.BytesIO(data), filename=name)
-                image_ref = f"attachment://{name}"
+        if data is not None:
+            mime = sniff_image(data) or "image/png"
+            name = render.result_filename(record, EXTENSIONS.get(mime, "png"))
+            file = discord.File(io.BytesIO(data), filename=name)
+            image_ref = f"attachment://{name}"
         parts = render.render_task(record, image=image_ref)
         message = await self._send_or_edit(record, parts, file=file)
         if message is None:
