@@ -56,8 +56,11 @@ class MJCommandTree(app_commands.CommandTree["MJBot"]):
         await report_error(interaction, original)
 
 
-class MJBot(commands.Bot):
-    """Resources (store, API clients, tracker) exist only between setup_hook and close."""
+class MJBot(commands.AutoShardedBot):
+    """Resources (store, API clients, tracker) exist only between setup_hook and close.
+
+    Auto-sharded: one process holds Discord's recommended shards, or SHARD_IDS of SHARD_COUNT when
+    several processes share one bot (all their state is in the database)."""
 
     store: Store
     jobs: Jobs
@@ -69,6 +72,8 @@ class MJBot(commands.Bot):
     def __init__(self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
+        options.setdefault("shard_count", settings.shard_count)
+        options.setdefault("shard_ids", list(settings.shard_ids) if settings.shard_ids is not None else None)
         super().__init__(
             **options,
             command_prefix=commands.when_mentioned,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,32 @@ def _public_url(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _database_url(env: Mapping[str, str]) -> str:
+    """DATABASE_URL wins; else DATABASE_PATH (a SQLite file). Checked here so a typo stops the start."""
+    url = _get(env, "DATABASE_URL")
+    if not url:
+        return _get(env, "DATABASE_PATH", "data/bot.sqlite3") or "data/bot.sqlite3"
+    if "://" in url and not url.startswith(("sqlite://", "postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_URL must be a file path, sqlite:///path or postgresql://user:pass@host/db")
+    return url
+
+
+def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
+    """(SHARD_COUNT, SHARD_IDS). Neither: Discord's recommended count, all shards in this process."""
+    count = _int(env, "SHARD_COUNT", 0, minimum=0) or None
+    raw = _get(env, "SHARD_IDS").replace(",", " ").split()
+    if not raw:
+        return count, None
+    if count is None:
+        raise ConfigError("SHARD_IDS needs SHARD_COUNT (the total number of shards across all processes)")
+    if any(not part.isdigit() for part in raw):
+        raise ConfigError(f"SHARD_IDS must be shard numbers separated by commas, got {' '.join(raw)!r}")
+    ids = tuple(sorted({int(part) for part in raw}))
+    if ids[-1] >= count:
+        raise ConfigError(f"SHARD_IDS must be below SHARD_COUNT ({count}), got {ids[-1]}")
+    return count, ids
+
+
 def _port(env: Mapping[str, str], name: str) -> int | None:
     raw = _get(env, name)
     if not raw:
@@ -116,6 +143,16 @@ class Settings:
     api_mode: str = ""
     api_timeout: float = 30.0
     database_path: Path = Path("data/bot.sqlite3")
+    #: DATABASE_URL: a file path, sqlite:///path or postgresql://... ("" = database_path).
+    database_url: str = ""
+    # Scaling out (issue 8): this process's shards, its name in task leases, and the lease length.
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
+    instance_id: str = ""
+    lease_seconds: float = 30.0
+    # A task whose progress has not moved for this long is read again on its own (fetch), in case
+    # the batch read keeps answering stale state.
+    stall_seconds: float = 120.0
     dev_guild_id: int | None = None
     sync_commands: bool = True
     poll_interval: float = 3.0
@@ -140,6 +177,20 @@ class Settings:
     key_encryption_key: str = field(default="", repr=False)
     owner_ids: tuple[int, ...] = ()
     key_allowed_hosts: tuple[str, ...] = ()
+
+    @property
+    def database(self) -> str:
+        """Where the store lives: DATABASE_URL, or the DATABASE_PATH file."""
+        return self.database_url or str(self.database_path)
+
+    @property
+    def lease_owner(self) -> str:
+        """This process's name on the tasks it tracks: INSTANCE_ID, else host and shards, so a
+        restarted process takes its own tasks back at once and two processes never share a name."""
+        if self.instance_id:
+            return self.instance_id
+        shards = ",".join(map(str, self.shard_ids)) if self.shard_ids is not None else "all"
+        return f"{socket.gethostname()}:shards-{shards}"
 
     @property
     def uses_simulator(self) -> bool:
@@ -171,6 +222,7 @@ class Settings:
         if api_base.lower() != SIMULATOR and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"MJ_API_BASE must start with http:// or https://, got {api_base!r}")
         dev_guild = _get(env, "DEV_GUILD_ID")
+        shard_count, shard_ids = _shards(env)
         if dev_guild and not dev_guild.isdigit():
             raise ConfigError(f"DEV_GUILD_ID must be a server id (digits), got {dev_guild!r}")
         return cls(
@@ -180,7 +232,13 @@ class Settings:
             api_auth_style=_choice(env, "MJ_AUTH_STYLE", AUTH_STYLES, "bearer"),
             api_mode=_choice(env, "MJ_MODE", MODES, ""),
             api_timeout=_float(env, "MJ_API_TIMEOUT", 30.0, minimum=1.0),
-            database_path=Path(_get(env, "DATABASE_PATH", "data/bot.sqlite3")),
+            database_path=Path(_get(env, "DATABASE_PATH", "data/bot.sqlite3") or "data/bot.sqlite3"),
+            database_url=_database_url(env),
+            shard_count=shard_count,
+            shard_ids=shard_ids,
+            instance_id=_get(env, "INSTANCE_ID"),
+            lease_seconds=_float(env, "LEASE_SECONDS", 30.0, minimum=2.0),
+            stall_seconds=_float(env, "STALL_SECONDS", 120.0, minimum=1.0),
             dev_guild_id=int(dev_guild) if dev_guild else None,
             sync_commands=_get(env, "SYNC_COMMANDS", "true").lower() not in ("0", "false", "no", "off"),
             poll_interval=_float(env, "POLL_INTERVAL", 3.0, minimum=0.05),
