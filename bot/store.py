@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -70,8 +71,9 @@ class TaskRecord:
     finished_at: float | None = None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> TaskRecord:
-        values = dict(row)
+    def from_row(cls, row: Mapping[str, Any] | aiosqlite.Row) -> TaskRecord:
+        # Columns that are not fields (lease_owner, lease_expires) are coordination, not task data.
+        values = {name: value for name, value in dict(row).items() if name in _FIELD_NAMES}
         buttons = tuple(b for b in (MJButton.from_json(item) for item in json.loads(values["buttons"] or "[]")) if b)
         values["buttons"] = buttons
         values["extra"] = json.loads(values["extra"] or "{}")
@@ -83,6 +85,14 @@ class TaskRecord:
 
 
 _COLUMNS = tuple(f.name for f in fields(TaskRecord))
+_FIELD_NAMES = frozenset(_COLUMNS)
+#: insert_task / insert_many also write the lease: the process that submitted a task tracks it at once.
+_INSERT_COLUMNS = (*_COLUMNS, "lease_owner", "lease_expires")
+
+
+def default_owner() -> str:
+    """This process's name in task leases when the caller gives none."""
+    return f"pid-{os.getpid()}"
 
 
 def _to_db(name: str, value: Any) -> Any:
@@ -99,7 +109,7 @@ def _migrations() -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     for entry in resources.files("bot.migrations").iterdir():
         name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
+        if entry.is_file() and name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
     return sorted(found)
 
@@ -113,12 +123,17 @@ class Store:
     write_attempts: int = 6
     write_backoff: float = 0.2
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, *, owner: str | None = None, lease_seconds: float = 30.0
+    ) -> None:
         self._db = connection
         self._write_lock = asyncio.Lock()
+        #: This process's name in task leases, and how long a claimed or renewed lease lasts.
+        self.owner: str = owner or default_owner()
+        self.lease_seconds: float = lease_seconds
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
+    async def open(cls, path: str | Path, *, owner: str | None = None, lease_seconds: float = 30.0) -> Store:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(str(path), timeout=cls.busy_timeout)
@@ -126,7 +141,7 @@ class Store:
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA foreign_keys=ON")
         await connection.execute("PRAGMA synchronous=NORMAL")
-        store = cls(connection)
+        store = cls(connection, owner=owner, lease_seconds=lease_seconds)
         await store._migrate()
         return store
 
@@ -176,9 +191,9 @@ class Store:
     async def insert_task(self, record: TaskRecord) -> TaskRecord:
         now = time.time()
         record = replace(record, created_at=record.created_at or now, updated_at=now)
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        values = [_to_db(name, getattr(record, name)) for name in _COLUMNS]
-        sql = f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        placeholders = ", ".join("?" for _ in _INSERT_COLUMNS)
+        values = [*(_to_db(name, getattr(record, name)) for name in _COLUMNS), self.owner, now + self.lease_seconds]
+        sql = f"INSERT OR REPLACE INTO tasks ({', '.join(_INSERT_COLUMNS)}) VALUES ({placeholders})"
         await self._write(lambda: self._db.execute(sql, values))
         return record
 
@@ -256,16 +271,86 @@ class Store:
     async def insert_many(self, records: Iterable[TaskRecord]) -> None:
         """Bulk insert (benchmarks, imports) in one transaction."""
         now = time.time()
+        expires = now + self.lease_seconds
         rows = [
             [
-                _to_db(name, getattr(replace(r, created_at=r.created_at or now, updated_at=now), name))
-                for name in _COLUMNS
+                *(
+                    _to_db(name, getattr(replace(r, created_at=r.created_at or now, updated_at=now), name))
+                    for name in _COLUMNS
+                ),
+                self.owner,
+                expires,
             ]
             for r in records
         ]
-        placeholders = ", ".join("?" for _ in _COLUMNS)
-        sql = f"INSERT OR REPLACE INTO tasks ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        placeholders = ", ".join("?" for _ in _INSERT_COLUMNS)
+        sql = f"INSERT OR REPLACE INTO tasks ({', '.join(_INSERT_COLUMNS)}) VALUES ({placeholders})"
         await self._write(lambda: self._db.executemany(sql, rows))
+
+    # ---- leases (issue 8: several processes share the tracking work) ------------------------------
+
+    async def claim_tasks(self, limit: int, *, include_own: bool = False) -> list[TaskRecord]:
+        """Lease up to `limit` undelivered tasks whose lease is free (or, with `include_own`, held by
+        this owner: a restarted process takes its own tasks back at once), oldest first.
+
+        One UPDATE ... RETURNING under SQLite's write lock, so two processes never get the same task.
+        """
+        if limit <= 0:
+            return []
+        now = time.time()
+        own = " OR lease_owner = ?" if include_own else ""
+        sql = (
+            "UPDATE tasks SET lease_owner = ?, lease_expires = ? WHERE id IN (SELECT id FROM tasks "
+            f"WHERE delivered = 0 AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < ?{own}) "
+            "ORDER BY created_at, id LIMIT ?) RETURNING *"
+        )
+        params: list[Any] = [self.owner, now + self.lease_seconds, now]
+        if include_own:
+            params.append(self.owner)
+        params.append(limit)
+
+        async def claim() -> list[TaskRecord]:
+            async with self._db.execute(sql, params) as cursor:
+                rows = await cursor.fetchall()
+            return [TaskRecord.from_row(row) for row in rows]
+
+        claimed = await self._write(claim)
+        return sorted(claimed, key=lambda r: (r.created_at, r.id))
+
+    async def renew_leases(self) -> set[str]:
+        """Extend every lease this owner holds on an undelivered task; the ids it still holds (a task
+        missing here was taken over by another process after our lease ran out)."""
+        sql = "UPDATE tasks SET lease_expires = ? WHERE lease_owner = ? AND delivered = 0 RETURNING id"
+        params = (time.time() + self.lease_seconds, self.owner)
+
+        async def renew() -> set[str]:
+            async with self._db.execute(sql, params) as cursor:
+                rows = await cursor.fetchall()
+            return {str(row[0]) for row in rows}
+
+        return await self._write(renew)
+
+    async def hold_lease(self, task_id: str) -> bool:
+        """Extend one task's lease if this owner still holds it and it is undelivered: the fence before
+        posting a final result, so two processes never both deliver a task."""
+        sql = "UPDATE tasks SET lease_expires = ? WHERE id = ? AND lease_owner = ? AND delivered = 0"
+        params = (time.time() + self.lease_seconds, task_id, self.owner)
+
+        async def hold() -> bool:
+            async with self._db.execute(sql, params) as cursor:
+                return cursor.rowcount == 1
+
+        return await self._write(hold)
+
+    async def release_leases(self) -> int:
+        """Give up this owner's leases on undelivered tasks (clean shutdown: others take over at once)."""
+        sql = "UPDATE tasks SET lease_owner = NULL, lease_expires = NULL WHERE lease_owner = ? AND delivered = 0"
+
+        async def release() -> int:
+            async with self._db.execute(sql, (self.owner,)) as cursor:
+                return max(cursor.rowcount, 0)
+
+        return await self._write(release)
 
     # ---- clicks ----------------------------------------------------------------------------------
 
@@ -409,6 +494,22 @@ class Store:
         assignments = ", ".join(f"{name} = ?" for name in changes)
         await self._db.execute(f"UPDATE api_keys SET {assignments} WHERE id = ?", [*values, key_id])
         await self._db.commit()
+
+    async def bump_api_key_failure(self, key_id: int, reason: str) -> int:
+        """Count one more refusal in the database itself, so two processes counting at once lose no
+        increment; the new count (0 if the key is gone)."""
+        sql = (
+            "UPDATE api_keys SET failures = failures + 1, last_error = ?, updated_at = ? WHERE id = ? "
+            "RETURNING failures"
+        )
+        params = (reason, time.time(), key_id)
+
+        async def bump() -> int:
+            async with self._db.execute(sql, params) as cursor:
+                row = await cursor.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._write(bump)
 
     async def delete_api_key(self, key_id: int) -> None:
         await self._db.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
