@@ -122,6 +122,7 @@ class MJBot(commands.AutoShardedBot):
                 poll_interval=settings.tracker_poll_interval,
                 batch_size=settings.poll_batch_size,
                 task_timeout=settings.task_timeout,
+                stall_seconds=settings.stall_seconds,
                 max_upload_bytes=settings.max_upload_bytes,
             ),
         )

@@ -144,7 +144,7 @@ class Settings:
     api_timeout: float = 30.0
     database_path: Path = Path("data/bot.sqlite3")
     #: DATABASE_URL: a file path, sqlite:///path or postgresql://... ("" = database_path).
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a database password
     # Scaling out (issue 8): this process's shards, its name in task leases, and the lease length.
     shard_count: int | None = None
     shard_ids: tuple[int, ...] | None = None

@@ -319,6 +319,7 @@ class SimulatedProxy:
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._last_id = 0
+        self._frozen_listing: dict[str, dict[str, Any]] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -422,6 +423,11 @@ class SimulatedProxy:
         task = self.tasks[task_id]
         task.held = False
         task.last_step = time.monotonic()
+
+    def freeze_listing(self, task_id: str) -> None:
+        """list-by-condition keeps answering this task as it is now (a relay's stale cache), while
+        fetch, and time, go on: only a read of the task on its own sees it move."""
+        self._frozen_listing[task_id] = self._task_json(self.tasks[task_id])
 
     def task_json(self, task_id: str) -> dict[str, Any]:
         """The task as this flavour's fetch would show it, without advancing the clock."""
@@ -608,9 +614,10 @@ class SimulatedProxy:
         found = [self.tasks[str(i)] for i in ids or [] if str(i) in self.tasks]
         found = list({task.id: task for task in found}.values())
         self._rng.shuffle(found)
-        payload = [self._task_json(task) for task in found]
+        payload = [self._frozen_listing.get(task.id) or self._task_json(task) for task in found]
         for task in found:
-            self._after_read(task)
+            if task.id not in self._frozen_listing:
+                self._after_read(task)
         return self._json(payload)
 
     def _image_seed(self, task_id: str, route: str) -> web.Response:

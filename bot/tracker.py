@@ -87,6 +87,11 @@ class TrackerSettings:
     near_end_percent: int = 60
     running_every: int = 2
     queued_every: int = 4
+    # A running task whose status and progress have not moved for `stall_seconds` is read on its own
+    # (fetch), at most once per `stall_seconds`: a relay's list-by-condition can keep answering stale
+    # state, and the single read is the one that tells the truth.
+    stall_seconds: float = 120.0
+    stall_reads_per_tick: int = 10
     # An upstream whose batch takes longer than this is slow: its reads are spaced out like errors.
     slow_read_seconds: float = 5.0
     max_backoff: float = 60.0
@@ -114,6 +119,7 @@ class TrackerCounters:
     progress_coalesced: int = 0  # progress states replaced by a newer one before their edit left
     write_failures: int = 0  # writes Discord refused (retried later)
     timeouts: int = 0
+    stall_reads: int = 0  # single reads of tasks that had not moved for stall_seconds
     cpu_seconds: float = 0.0  # CPU time spent inside run_cycle
 
 
@@ -324,6 +330,8 @@ class _Watch:
     status: str
     since: float  # when the task entered `status`, or tracking (re)started
     due: float  # when it is next read
+    moved: float = 0.0  # when its status or progress last changed (or tracking (re)started)
+    stall_read: float = 0.0  # when it was last read on its own because it had not moved
     write_failures: int = 0
     download_failures: int = 0
 
@@ -389,7 +397,7 @@ class Tracker:
         now = self._clock()
         for record in records:
             self._active[record.id] = record
-            self._watch[record.id] = _Watch(record.status, since=now, due=now)
+            self._watch[record.id] = _Watch(record.status, since=now, due=now, moved=now)
         if records:
             log.info("Resumed tracking %d in-flight task(s)", len(records))
         return len(records)
@@ -420,7 +428,7 @@ class Tracker:
     def track(self, record: TaskRecord) -> None:
         now = self._clock()
         self._active[record.id] = record
-        self._watch[record.id] = _Watch(record.status, since=now, due=now)
+        self._watch[record.id] = _Watch(record.status, since=now, due=now, moved=now)
         self._wake.set()
 
     def forget(self, task_id: str) -> None:
@@ -536,7 +544,7 @@ class Tracker:
             return
         self._unknown.discard(name)
         started = self._clock()
-        found, unread, error = await self._read_tasks(name, client, ids)
+        found, unread, error = await self._read_tasks(name, client, ids, alone=self._stalled(ids, started))
         cpu = time.process_time()
         now = self._clock()
         self._note_health(name, error, now - started, now, tick)
@@ -550,18 +558,40 @@ class Tracker:
         self.counters.cpu_seconds += time.process_time() - cpu
         self._save_soon()
 
+    def _stalled(self, ids: Sequence[str], now: float) -> set[str]:
+        """Running tasks that have not moved for `stall_seconds` (and were not read alone since)."""
+        limit = self.settings.stall_seconds
+        stalled: set[str] = set()
+        for task_id in ids:
+            if len(stalled) >= self.settings.stall_reads_per_tick:
+                break  # the rest next tick: a mass stall must not become a burst of single reads
+            watch = self._watch.get(task_id)
+            if watch is None or watch.status != IN_PROGRESS:
+                continue  # a task waiting in a queue is expected not to move
+            if now - watch.moved >= limit and now - watch.stall_read >= limit:
+                watch.stall_read = now
+                stalled.add(task_id)
+        if stalled:
+            self.counters.stall_reads += len(stalled)
+            log.info("%d task(s) have not moved for %.0f s; reading them one by one", len(stalled), limit)
+        return stalled
+
     async def _read_tasks(
-        self, name: str, client: MJClient, ids: Sequence[str]
+        self, name: str, client: MJClient, ids: Sequence[str], *, alone: set[str] | frozenset[str] = frozenset()
     ) -> tuple[dict[str, MJTask], set[str], BotError | None]:
-        """(tasks found, ids not read, the error that stopped reading). After one failed batch the
-        rest of this tick's batches are not sent: a failing upstream gets no burst of requests."""
+        """(tasks found, ids not read, the error that stopped reading). `alone` are read one by one
+        even where list-by-condition works. After one failed batch the rest of this tick's batches
+        are not sent: a failing upstream gets no burst of requests."""
         self.counters.polled += len(ids)
         found: dict[str, MJTask] = {}
         unread: set[str] = set()
         error: BotError | None = None
         use_list = name not in self._no_list
         size = max(1, self.settings.batch_size) if use_list else 1
-        chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+        listed = [task_id for task_id in ids if task_id not in alone] if use_list else list(ids)
+        chunks = [listed[i : i + size] for i in range(0, len(listed), size)]
+        if use_list:
+            chunks += [[task_id] for task_id in ids if task_id in alone]
         slots = asyncio.Semaphore(max(1, self.settings.fetch_concurrency))
 
         async def read(chunk: Sequence[str]) -> None:
@@ -572,7 +602,7 @@ class Tracker:
                     return
                 self.counters.upstream_requests += 1
                 try:
-                    if use_list:
+                    if use_list and not (len(chunk) == 1 and chunk[0] in alone):
                         tasks = await client.list_by_ids(chunk)
                     else:
                         try:
@@ -630,6 +660,8 @@ class Tracker:
         if new.status != watch.status:
             watch.status = new.status
             watch.since = now
+        if new.status != old.status or new.progress != old.progress:
+            watch.moved = now
         interval = self.settings.poll_interval
         base = now if tick is None else tick
         watch.due = base + poll_every(new, now - watch.since, self.settings) * interval - interval / 2

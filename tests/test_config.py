@@ -29,6 +29,11 @@ def test_reads_defaults_and_strips_trailing_slash() -> None:
         ({**BASE, "POLL_INTERVAL": "soon"}, "POLL_INTERVAL"),
         ({**BASE, "MJ_API_BASE": "relay.example.com"}, "MJ_API_BASE"),
         ({**BASE, "DEV_GUILD_ID": "abc"}, "DEV_GUILD_ID"),
+        ({**BASE, "SHARD_IDS": "0"}, "SHARD_COUNT"),
+        ({**BASE, "SHARD_COUNT": "2", "SHARD_IDS": "2"}, "SHARD_IDS"),
+        ({**BASE, "SHARD_COUNT": "2", "SHARD_IDS": "one"}, "SHARD_IDS"),
+        ({**BASE, "DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
+        ({**BASE, "LEASE_SECONDS": "0.5"}, "LEASE_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], named: str) -> None:
@@ -40,6 +45,23 @@ def test_secrets_are_not_in_repr() -> None:
     settings = Settings.from_env({**BASE, "MJ_API_KEY": "sk-secret-value"})
     assert "sk-secret-value" not in repr(settings)
     assert "token-value" not in repr(settings)
+
+
+def test_scaling_settings_name_the_process_and_hide_the_database_password() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "DATABASE_URL": "postgresql://bot:hunter2-password@db/mjbot",
+            "SHARD_COUNT": "4",
+            "SHARD_IDS": "3, 1",
+        }
+    )
+    assert settings.database == "postgresql://bot:hunter2-password@db/mjbot"
+    assert (settings.shard_count, settings.shard_ids) == (4, (1, 3))
+    assert settings.lease_owner.endswith(":shards-1,3")
+    assert Settings.from_env({**BASE, "INSTANCE_ID": "bot-a"}).lease_owner == "bot-a"
+    assert "hunter2" not in repr(settings)
+    assert Settings.from_env({**BASE, "DATABASE_PATH": "x/y.db"}).database == "x/y.db"
 
 
 def test_simulator_base_is_accepted() -> None:

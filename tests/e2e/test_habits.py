@@ -178,3 +178,17 @@ async def test_stalled_task_ends_with_a_working_retry_after_confirmation(
         lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == message.id
     )
     await discord_fake.wait_for(lambda: is_done(new), timeout=15)
+
+
+async def test_a_task_whose_listing_stalls_is_read_on_its_own_and_finishes(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    bot = await runner.start(stall_seconds=1.0)
+    message = await imagine(discord_fake, "a frozen river")
+    task_id = next(iter(mj.tasks))
+    await discord_fake.wait_for(lambda: mj.tasks[task_id].status == "IN_PROGRESS", timeout=10)
+    mj.freeze_listing(task_id)  # list-by-condition now answers the same progress forever
+    await discord_fake.wait_for(lambda: is_done(message), timeout=15)
+    fetches = [r for r in mj.requests if r.path.endswith(f"/task/{task_id}/fetch")]
+    assert fetches, "the stalled task was never read on its own"
+    assert bot.tracker.counters.stall_reads >= 1
