@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -92,7 +93,9 @@ class MJBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         settings = self.settings
-        self.store = await Store.open(settings.database_path)
+        self.store = await Store.open(
+            settings.database_path, owner=settings.lease_owner, lease_seconds=settings.lease_seconds
+        )
         await self.tree.set_translator(CatalogTranslator())
         base_url = settings.api_base
         if settings.uses_simulator:
@@ -181,6 +184,8 @@ class MJBot(commands.AutoShardedBot):
         if tracker is not None:
             await self._drain(tracker)
             await tracker.stop()
+            with contextlib.suppress(Exception):  # other processes take our tasks over at once
+                await self.store.release_leases()
         await super().close()
         keys = getattr(self, "keys", None)
         if keys is not None:

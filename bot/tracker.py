@@ -17,6 +17,12 @@ the rest. Edits use the bot token, so a task that outlives the 15-minute interac
 
 A task is done only once its final state is on Discord (`delivered`), so a crash at any point
 resumes where it stopped and posts the result once.
+
+Several processes. Each tracks only the tasks it holds a lease on (a row's owner and expiry in the
+database): the ones it submitted, and free ones it claims. It renews its leases a few times per
+lease period, lets go of tasks another process took over, and takes over those whose process died
+(lease expired) or shut down (released). Before posting a final result it re-checks its lease, so
+a process that stalled past its lease cannot deliver what its successor delivers.
 """
 
 from __future__ import annotations
@@ -102,6 +108,8 @@ class TrackerSettings:
     global_edits: int = 0
     # Writes of each channel window that progress leaves free for final results and first posts.
     final_reserve: int = 2
+    # Tasks claimed per database round trip when taking over (start-up, or a process that died).
+    claim_batch: int = 1000
 
 
 @dataclass(slots=True)
@@ -387,29 +395,76 @@ class Tracker:
         self._requests_seen = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._leaser: asyncio.Task[None] | None = None
         self.counters = TrackerCounters()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def resume(self) -> int:
-        """Load every task whose result is not yet on Discord. Called once at start-up."""
-        records = await self._store.in_flight()
+        """Take every undelivered task that no live process holds (and our own from before a
+        restart). Called once at start-up; `_keep_leases` goes on taking over orphans later."""
+        claimed = 0
+        while True:
+            records = await self._store.claim_tasks(self.settings.claim_batch, include_own=True)
+            claimed += self._adopt(records)
+            if len(records) < self.settings.claim_batch:
+                break
+        if claimed:
+            log.info("Resumed tracking %d in-flight task(s)", claimed)
+        return claimed
+
+    def _adopt(self, records: Sequence[TaskRecord]) -> int:
         now = self._clock()
+        adopted = 0
         for record in records:
-            self._active[record.id] = record
-            self._watch[record.id] = _Watch(record.status, since=now, due=now, moved=now)
-        if records:
-            log.info("Resumed tracking %d in-flight task(s)", len(records))
-        return len(records)
+            if record.id not in self._active:
+                self._active[record.id] = record
+                self._watch[record.id] = _Watch(record.status, since=now, due=now, moved=now)
+                adopted += 1
+        return adopted
 
     def start(self) -> None:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run(), name="mj-tracker")
+        if self._leaser is None or self._leaser.done():
+            self._leaser = asyncio.create_task(self._keep_leases(), name="mj-tracker-leases")
+
+    async def _keep_leases(self) -> None:
+        """Several processes share the tracking through leases on the task rows. Renew ours a few
+        times per lease; drop what another process took over (we were too slow to renew); take over
+        tasks whose process died (its lease ran out) or shut down (it released them)."""
+        period = max(0.2, float(getattr(self._store, "lease_seconds", 30.0)) / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.balance_leases()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not end lease upkeep; the next round retries
+                log.exception("Renewing task leases failed; retrying")
+
+    async def balance_leases(self) -> tuple[int, int]:
+        """One round of lease upkeep: (tasks let go, tasks taken over)."""
+        held = await self._store.renew_leases()
+        lost = [task_id for task_id in self._active if task_id not in held]
+        for task_id in lost:
+            log.warning("Task %s is tracked by another process now; letting it go", task_id)
+            self.forget(task_id)
+        taken = 0
+        while True:
+            records = await self._store.claim_tasks(self.settings.claim_batch)
+            taken += self._adopt(records)
+            if len(records) < self.settings.claim_batch:
+                break
+        if taken:
+            log.info("Took over %d task(s) from a process that stopped", taken)
+            self._wake.set()
+        return len(lost), taken
 
     async def stop(self) -> None:
         """Cancel the loop, reads and writes in flight. Nothing is lost: what was not written is
         still undelivered in the database and resumes on the next start."""
-        running = (self._runner, self._saver, *self._polls.values(), *self._workers.values())
+        running = (self._runner, self._leaser, self._saver, *self._polls.values(), *self._workers.values())
         tasks = [t for t in running if t is not None]
         for handle in self._retries.values():
             handle.cancel()
@@ -418,6 +473,7 @@ class Tracker:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runner = None
+        self._leaser = None
         self._saver = None
         self._polls.clear()
         self._workers.clear()
@@ -793,6 +849,8 @@ class Tracker:
             return False
         try:
             if record.status in FINAL_STATUSES:
+                if not await self._still_ours(record.id):
+                    return False
                 async with self._downloads:
                     go, data = await self._fetch_result(record)
                     if not go:
@@ -831,6 +889,20 @@ class Tracker:
                     self._queue.demote(record.id)  # queued while it had no message: now only progress
                 self._save_soon()
         return True
+
+    async def _still_ours(self, task_id: str) -> bool:
+        """Fence before a final post: only the process holding a task's lease delivers it, so a
+        process that stalled past its lease cannot post a result its successor posts too. When the
+        database cannot answer, deliver anyway: one process alone must not stall on a busy disk."""
+        try:
+            held = await self._store.hold_lease(task_id)
+        except Exception as exc:
+            log.warning("Could not confirm the lease of task %s (%s); delivering anyway", task_id, exc)
+            return True
+        if not held:
+            log.warning("Task %s is held by another process; it delivers the result", task_id)
+            self.forget(task_id)
+        return held
 
     async def _fetch_result(self, record: TaskRecord) -> tuple[bool, bytes | None]:
         """(go on, the picture to upload). The picture of a success is downloaded once, to be

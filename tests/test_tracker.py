@@ -481,3 +481,63 @@ async def test_a_burst_in_one_channel_draws_no_429_and_finals_jump_the_progress_
     for channel in (fake.channel, fake.channel2):  # never more than 5 writes in any window
         times = sorted(r.at for r in writes if r.path.startswith(f"/channels/{channel.id}/"))
         assert all(later - earlier >= window for earlier, later in zip(times, times[5:], strict=False))
+
+
+# ---- several processes: leases ----------------------------------------------------------------------
+
+
+async def test_a_crashed_trackers_tasks_are_taken_over_after_its_lease_and_delivered_once(
+    tmp_path: Path, fetcher: ImageFetcher
+) -> None:
+    path = tmp_path / "shared.sqlite3"
+    store_a = await Store.open(path, owner="a", lease_seconds=0.3)
+    store_b = await Store.open(path, owner="b", lease_seconds=0.3)
+    try:
+        clock = Clock()
+        recs = [record(IN_PROGRESS, 40, channel_id=100 + i) for i in range(6)]
+        upstream = FakeUpstream(tasks={r.id: as_task(r, progress=70) for r in recs})
+        client_a, client_b = FakeDiscordClient(), FakeDiscordClient()
+        tracker_a = await make_tracker(store_a, fetcher, upstream, recs, clock=clock, discord_client=client_a)
+        tracker_b = await make_tracker(store_b, fetcher, upstream, [], clock=clock, discord_client=client_b)
+        assert sorted(tracker_a.active_ids) == sorted(r.id for r in recs) and tracker_b.active_ids == []
+        assert await tracker_b.balance_leases() == (0, 0)  # a's leases are live: nothing to take
+
+        await tracker_a.stop()  # a dies: no release, its leases simply run out
+        await asyncio.sleep(0.4)
+        assert await tracker_b.balance_leases() == (0, 6)
+        for r in recs:
+            upstream.tasks[r.id] = as_task(r, status="SUCCESS", progress=100, image_url=None)
+        await tracker_b.run_cycle()
+        await settle(tracker_b)
+        assert len(client_b.writes) == 6 and client_a.writes == []
+        assert await store_b.count_tasks(delivered=False) == 0
+    finally:
+        await store_a.close()
+        await store_b.close()
+
+
+async def test_a_tracker_that_lost_its_lease_neither_delivers_nor_keeps_tracking(
+    tmp_path: Path, fetcher: ImageFetcher
+) -> None:
+    path = tmp_path / "shared.sqlite3"
+    store_a = await Store.open(path, owner="a", lease_seconds=0.3)
+    store_b = await Store.open(path, owner="b", lease_seconds=30.0)
+    try:
+        clock = Clock()
+        slow, other = record(IN_PROGRESS, 90), record(IN_PROGRESS, 20)
+        upstream = FakeUpstream(tasks={slow.id: as_task(slow, status="SUCCESS", progress=100)})
+        upstream.tasks[other.id] = as_task(other)
+        client_a = FakeDiscordClient()
+        tracker_a = await make_tracker(store_a, fetcher, upstream, [slow, other], clock=clock, discord_client=client_a)
+        await asyncio.sleep(0.4)  # a stalls past its lease...
+        assert len(await store_b.claim_tasks(10)) == 2  # ...and b takes both tasks
+        await tracker_a.run_cycle()  # a still reads the final state, but the fence stops its post
+        await settle(tracker_a)
+        assert client_a.writes == [] and slow.id not in tracker_a.active_ids
+        assert await tracker_a.balance_leases() == (1, 0)  # and it lets the other task go
+        assert tracker_a.active_ids == []
+        stored = await store_b.get_task(slow.id)
+        assert stored is not None and not stored.delivered  # b delivers it, not a
+    finally:
+        await store_a.close()
+        await store_b.close()
