@@ -93,6 +93,8 @@ class Jobs:
         """
         async with self._admit(guild_id, user_id, channel_id, prompt) as rules:
             if upstream is None:
+                if self.keys is not None:
+                    await self.keys.refresh()
                 mode = rules.default_mode if rules is not None else ""
                 result, used = await self._submit_on(submit, self._chain(guild_id), mode)
             else:

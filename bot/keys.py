@@ -37,6 +37,8 @@ DEFAULT_UPSTREAM = "default"
 KEY_PREFIX = "key:"
 #: Consecutive refusals (bad key, no credit) after which a key is skipped until an admin acts.
 UNHEALTHY_AFTER = 3
+#: Seconds a process trusts its copy of the keys before rereading them (other processes change them).
+REFRESH_SECONDS = 5.0
 MAX_LABEL = 40
 MAX_SECRET = 512
 #: Errors that prove the upstream refused the submit, so trying the next key cannot charge twice.
@@ -230,6 +232,7 @@ class KeyRing:
         self.cipher = cipher
         self._timeout = timeout
         self._keys: dict[int, ApiKey] = {}
+        self._loaded_at = 0.0
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         #: Told once when a key turns unhealthy (the admin cog DMs whoever added it).
@@ -247,10 +250,38 @@ class KeyRing:
                 "set it to the key they were saved with (see .env.example)"
             )
         self._keys = {}
+        self._loaded_at = time.monotonic()
         for key in keys:
             self._install(key)
         if keys:
             log.info("Loaded %d API key(s) from the database", len(keys))
+
+    async def refresh(self, max_age: float = REFRESH_SECONDS) -> None:
+        """Reread the keys when the copy in memory is older than `max_age`: another bot process may
+        have added, removed, disabled or marked one unhealthy. A failed read keeps the copy we have."""
+        now = time.monotonic()
+        if now - self._loaded_at < max_age or self.cipher is None:
+            return
+        self._loaded_at = now
+        try:
+            rows = await self._store.api_key_rows()
+        except Exception as exc:
+            log.warning("Rereading the API keys failed (%s); using the ones in memory", exc)
+            return
+        async with self._lock:
+            fresh = {key.id: key for key in (ApiKey.from_row(row) for row in rows)}
+            for key_id in set(self._keys) - set(fresh):
+                del self._keys[key_id]
+                self._upstreams.drop(upstream_name(key_id))
+            for key_id, key in fresh.items():
+                known = self._keys.get(key_id)
+                if known is None or known.token != key.token or known.base_url != key.base_url:
+                    try:
+                        self._install(key)
+                    except ConfigError:
+                        log.error("API key %d cannot be decrypted with KEY_ENCRYPTION_KEY; skipping it", key_id)
+                else:
+                    self._keys[key_id] = key
 
     def _install(self, key: ApiKey) -> None:
         assert self.cipher is not None
@@ -396,9 +427,10 @@ class KeyRing:
         key = self.for_upstream(upstream)
         if key is None:
             return
-        failures = key.failures + 1
-        turned = key.healthy and failures >= UNHEALTHY_AFTER
         reason = "unauthorized" if isinstance(error, Unauthorized) else "quota"
+        # Counted in the database (one atomic increment): several bot processes share the count.
+        failures = await self._store.bump_api_key_failure(key.id, reason)
+        turned = key.healthy and failures >= UNHEALTHY_AFTER
         updated = await self._update(key.id, failures=failures, healthy=key.healthy and not turned, last_error=reason)
         log.warning("API key %d (%s) refused a submit (%s), %d in a row", key.id, key.label, reason, failures)
         if turned and updated is not None:

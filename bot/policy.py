@@ -31,6 +31,8 @@ SPEED_MODES = ("", "fast", "relax", "turbo")
 MAX_WORDS = 200
 MAX_WORD_LENGTH = 60
 MAX_CHANNELS = 50
+#: Seconds a process trusts its copy of a guild's settings (another bot process may change them).
+SETTINGS_TTL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,25 +177,26 @@ class Policy:
     def __init__(self, store: Store, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
         self._store = store
         self._channel_info = channel_info or (lambda _channel_id: None)
-        self._cache: dict[int, GuildSettings] = {}
+        self._cache: dict[int, tuple[float, GuildSettings]] = {}
         self._lock = asyncio.Lock()
         self._pending_users: Counter[tuple[int, int]] = Counter()
         self._pending_guilds: Counter[int] = Counter()
         self._pending_since: dict[tuple[int, int], float] = {}
 
     async def settings(self, guild_id: int) -> GuildSettings:
+        """Cached for SETTINGS_TTL seconds: another bot process may change them."""
         cached = self._cache.get(guild_id)
-        if cached is not None:
-            return cached
+        if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
+            return cached[1]
         row = await self._store.guild_settings_row(guild_id)
         settings = GuildSettings.from_row(row) if row else GuildSettings(guild_id)
-        self._cache[guild_id] = settings
+        self._cache[guild_id] = (time.monotonic(), settings)
         return settings
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
         settings = replace(await self.settings(guild_id), **changes)
         await self._store.save_guild_settings(guild_id, settings.to_values())
-        self._cache[guild_id] = settings
+        self._cache[guild_id] = (time.monotonic(), settings)
         return settings
 
     async def usage(self, guild_id: int, user_id: int, now: float | None = None) -> Usage:

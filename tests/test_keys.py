@@ -366,3 +366,35 @@ def test_key_settings_are_read_and_checked() -> None:
     assert "not-a-fernet-key-secret" not in str(caught.value)
     with pytest.raises(ConfigError, match="OWNER_IDS"):
         Settings.from_env({**base, "OWNER_IDS": "me"})
+
+
+async def test_processes_sharing_a_database_see_each_others_keys_and_count_refusals_together(
+    tmp_path: Path, cipher: KeyCipher
+) -> None:
+    path = tmp_path / "shared.sqlite3"
+    store_a, store_b = await Store.open(path, owner="a"), await Store.open(path, owner="b")
+    up_a, up_b = Upstreams(), Upstreams()
+    try:
+        ring_a, ring_b = KeyRing(store_a, up_a, cipher), KeyRing(store_b, up_b, cipher)
+        await ring_a.load()
+        await ring_b.load()
+        key = await add(ring_a, "shared")
+        assert ring_b.get(key.id) is None
+        await ring_b.refresh(max_age=0)
+        assert ring_b.get(key.id) is not None and ring_b.chain(1) == [key.upstream]
+
+        refusal = Unauthorized("api.unauthorized")
+        await ring_a.record_refusal(key.upstream, refusal)
+        await ring_b.record_refusal(key.upstream, refusal)  # a's copy does not know of this one...
+        await ring_a.record_refusal(key.upstream, refusal)
+        row = await store_b.api_key_row(key.id)  # ...but the count lives in the database
+        assert row is not None and row["failures"] == UNHEALTHY_AFTER and not row["healthy"]
+
+        await ring_b.remove(key.id)
+        await ring_a.refresh(max_age=0)
+        assert ring_a.get(key.id) is None and key.upstream not in ring_a.chain(1)
+    finally:
+        await up_a.aclose()
+        await up_b.aclose()
+        await store_a.close()
+        await store_b.close()
