@@ -209,3 +209,22 @@ def test_every_policy_admin_and_me_message_exists_in_every_language() -> None:
     assert len(used) > 40
     for language in SUPPORTED:
         assert sorted(used - set(catalog(language))) == [], language
+
+
+async def test_a_settings_change_in_one_process_reaches_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot.policy as policy_module
+
+    path = tmp_path / "shared.sqlite3"
+    store_a, store_b = await Store.open(path, owner="a"), await Store.open(path, owner="b")
+    try:
+        policy_a, policy_b = Policy(store_a), Policy(store_b)
+        assert (await policy_b.settings(7)).daily_quota == 0
+        await policy_a.update(7, daily_quota=3)
+        assert (await policy_b.settings(7)).daily_quota == 0  # b trusts its copy for SETTINGS_TTL
+        monkeypatch.setattr(policy_module, "SETTINGS_TTL", 0.0)
+        assert (await policy_b.settings(7)).daily_quota == 3
+    finally:
+        await store_a.close()
+        await store_b.close()
