@@ -76,3 +76,14 @@ def test_web_files_ship_with_the_package() -> None:
     for name in ("inpaint.html", "inpaint.js", "inpaint.css"):
         assert resources.files("bot.static").joinpath(name).is_file()
         assert any(Path(f"static/{name}").match(pattern) for pattern in package_data["bot"]), name
+
+
+def test_scale_out_compose_runs_one_process_per_shard_on_postgres() -> None:
+    compose = ROOT.joinpath("compose.scale.yaml").read_text()
+    bots = re.findall(r"^  (bot-\d+):\n((?:    .*\n|\n)+?)(?=^  \S|^\S|\Z)", compose, re.MULTILINE)
+    shard_count = int(re.search(r'SHARD_COUNT: "(\d+)"', compose).group(1))  # type: ignore[union-attr]
+    shard_ids = sorted(int(re.search(r'SHARD_IDS: "(\d+)"', body).group(1)) for _, body in bots)  # type: ignore[union-attr]
+    instances = {re.search(r"INSTANCE_ID: (\S+)", body).group(1) for _, body in bots}  # type: ignore[union-attr]
+    assert len(bots) >= 2 and shard_ids == list(range(shard_count)) and len(instances) == len(bots)
+    assert "DATABASE_URL: postgresql://" in compose and "service_healthy" in compose
+    assert '".[postgres]"' in ROOT.joinpath("Dockerfile").read_text()  # the image can reach PostgreSQL
