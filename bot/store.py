@@ -1,7 +1,8 @@
 """Persistent state behind one narrow interface.
 
 `Store` is the only owner of the database connection. The rest of the bot talks to it through the
-methods below and never sees SQL, so a PostgreSQL backend can later implement the same methods.
+methods below and never sees SQL; `bot.store_pg.PostgresStore` implements the same methods (the
+`Storage` protocol) on PostgreSQL, and `open_store` picks one from DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import aiosqlite
 
 from bot.models import MJButton
 from bot.preferences import UserPrefs
+
+if TYPE_CHECKING:
+    from bot.store_pg import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +109,11 @@ def _to_db(name: str, value: Any) -> Any:
     return value
 
 
-def _migrations() -> list[tuple[int, str]]:
+def _migrations(folder: str = "") -> list[tuple[int, str]]:
+    """(version, script) in order: SQLite's from bot/migrations, PostgreSQL's from its subfolder."""
     found: list[tuple[int, str]] = []
-    for entry in resources.files("bot.migrations").iterdir():
+    root = resources.files("bot.migrations")
+    for entry in (root / folder if folder else root).iterdir():
         name = entry.name
         if entry.is_file() and name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
@@ -601,3 +607,107 @@ class Store:
         async with self._db.execute(sql + " GROUP BY upstream", params) as cursor:
             rows = await cursor.fetchall()
         return {str(r[0]): int(r[1]) for r in rows}
+
+
+# ==== the interface both backends implement, and choosing one ======================================
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What the bot may ask of its storage: `Store` (SQLite) and `PostgresStore` both provide it, so
+    type hints elsewhere name this instead of a backend."""
+
+    owner: str
+    lease_seconds: float
+
+    async def close(self) -> None: ...
+    async def schema_version(self) -> int: ...
+
+    async def insert_task(self, record: TaskRecord) -> TaskRecord: ...
+    async def insert_many(self, records: Iterable[TaskRecord]) -> None: ...
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+    async def task_for_message(self, message_id: int) -> TaskRecord | None: ...
+    async def update_task(self, task_id: str, **changes: Any) -> None: ...
+    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None: ...
+    async def in_flight(self) -> list[TaskRecord]: ...
+    async def recent_tasks(self, user_id: int, limit: int = 10) -> list[TaskRecord]: ...
+    async def count_tasks(self, *, delivered: bool | None = None) -> int: ...
+
+    async def claim_tasks(self, limit: int, *, include_own: bool = False) -> list[TaskRecord]: ...
+    async def renew_leases(self) -> set[str]: ...
+    async def hold_lease(self, task_id: str) -> bool: ...
+    async def release_leases(self) -> int: ...
+
+    async def claim_click(self, task_id: str, button: str, user_id: int, *, window: float) -> bool: ...
+    async def release_click(self, task_id: str, button: str) -> None: ...
+
+    async def get_prefs(self, user_id: int) -> UserPrefs: ...
+    async def save_prefs(self, prefs: UserPrefs) -> None: ...
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    async def api_key_rows(self) -> list[dict[str, Any]]: ...
+    async def api_key_row(self, key_id: int) -> dict[str, Any] | None: ...
+    async def insert_api_key(
+        self,
+        *,
+        guild_id: int | None,
+        label: str,
+        base_url: str,
+        auth_style: str,
+        mode: str,
+        priority: int,
+        token: str,
+        last4: str,
+        added_by: int,
+    ) -> int: ...
+    async def update_api_key(self, key_id: int, **changes: Any) -> None: ...
+    async def bump_api_key_failure(self, key_id: int, reason: str) -> int: ...
+    async def delete_api_key(self, key_id: int) -> None: ...
+    async def guild_settings_row(self, guild_id: int) -> dict[str, Any] | None: ...
+    async def save_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None: ...
+
+    async def count_guild_tasks(
+        self, guild_id: int, *, user_id: int | None = None, since: float | None = None, running: bool = False
+    ) -> int: ...
+    async def last_task_time(self, guild_id: int, user_id: int) -> float | None: ...
+    async def daily_task_counts(self, guild_id: int, since: float) -> list[tuple[str, int, int, int]]: ...
+    async def top_users(self, guild_id: int, since: float, limit: int = 5) -> list[tuple[int, int]]: ...
+    async def tasks_by_upstream(self, guild_id: int | None, since: float | None = None) -> dict[str, int]: ...
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgres://", "postgresql://"))
+
+
+def sqlite_path(target: str) -> str:
+    """The file behind a SQLite target: a plain path, or sqlite:///relative/path, sqlite:////abs/path,
+    sqlite:///:memory:."""
+    if target.startswith("sqlite:///"):
+        return target.removeprefix("sqlite:///")
+    if target.startswith("sqlite:"):
+        from bot.config import ConfigError
+
+        raise ConfigError("DATABASE_URL for SQLite must look like sqlite:///path/to/file")
+    return target
+
+
+async def open_store(
+    target: str | Path, *, owner: str | None = None, lease_seconds: float = 30.0
+) -> Store | PostgresStore:
+    """Open (and migrate) the storage `target` names: a file path or sqlite:///path → SQLite,
+    postgres:// or postgresql:// → PostgreSQL (asyncpg is imported only then: it is an optional extra)."""
+    target = str(target)
+    if not is_postgres(target):
+        return await Store.open(sqlite_path(target), owner=owner, lease_seconds=lease_seconds)
+    try:
+        from bot.store_pg import PostgresStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        from bot.config import ConfigError
+
+        raise ConfigError(
+            "DATABASE_URL is PostgreSQL but asyncpg is not installed: pip install -e '.[postgres]'"
+        ) from exc
+    return await PostgresStore.open(target, owner=owner, lease_seconds=lease_seconds)

@@ -1,19 +1,21 @@
+"""Store behaviours, each run on SQLite and on PostgreSQL (tests.pg.backend)."""
+
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.models import MJButton
 from bot.store import Store, TaskRecord
+from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    store = await Store.open(tmp_path / "db" / "bot.sqlite3")
-    yield store
-    await store.close()
+async def store(backend: Backend) -> Any:
+    return await backend.open()
 
 
 def make(task_id: str = "1748339100123456", **kw) -> TaskRecord:
@@ -22,11 +24,11 @@ def make(task_id: str = "1748339100123456", **kw) -> TaskRecord:
     return TaskRecord(**base)
 
 
-async def test_migrations_set_the_schema_version(store: Store) -> None:
+async def test_migrations_set_the_schema_version(store: Any) -> None:
     assert await store.schema_version() >= 1
 
 
-async def test_round_trip_keeps_buttons_and_extra(store: Store) -> None:
+async def test_round_trip_keeps_buttons_and_extra(store: Any) -> None:
     buttons = (MJButton("MJ::JOB::upsample::1::" + "a" * 36, "U1"), MJButton("MJ::CustomZoom::x", "Custom Zoom", "🔍"))
     await store.insert_task(make(buttons=buttons, extra={"candidates": ["one", "two"]}))
     loaded = await store.get_task("1748339100123456")
@@ -36,7 +38,7 @@ async def test_round_trip_keeps_buttons_and_extra(store: Store) -> None:
     assert loaded.created_at > 0
 
 
-async def test_in_flight_lists_only_undelivered_oldest_first(store: Store) -> None:
+async def test_in_flight_lists_only_undelivered_oldest_first(store: Any) -> None:
     await store.insert_task(make("2", created_at=200.0))
     await store.insert_task(make("1", created_at=100.0))
     await store.insert_task(make("3", created_at=50.0, delivered=True))
@@ -47,29 +49,34 @@ async def test_in_flight_lists_only_undelivered_oldest_first(store: Store) -> No
     assert done is not None and done.status == "SUCCESS" and done.progress == 100
 
 
-async def test_update_refuses_unknown_columns(store: Store) -> None:
+async def test_update_refuses_unknown_columns(store: Any) -> None:
     await store.insert_task(make())
     with pytest.raises(ValueError):
         await store.update_task("1748339100123456", nope=1)
 
 
-async def test_data_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "bot.sqlite3"
-    first = await Store.open(path)
+async def test_data_survives_reopening(backend: Backend) -> None:
+    first = await backend.open()
     await first.insert_task(make(message_id=999))
     await first.set_meta("k", "v")
     await first.close()
-    second = await Store.open(path)
+    second = await backend.open()
+    loaded = await second.get_task("1748339100123456")
+    assert loaded is not None and loaded.message_id == 999
+    assert await second.get_meta("k") == "v"
+    assert (await second.task_for_message(999)).id == "1748339100123456"  # type: ignore[union-attr]
+
+
+async def test_sqlite_creates_the_database_folder(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db" / "bot.sqlite3")
     try:
-        loaded = await second.get_task("1748339100123456")
-        assert loaded is not None and loaded.message_id == 999
-        assert await second.get_meta("k") == "v"
-        assert (await second.task_for_message(999)).id == "1748339100123456"  # type: ignore[union-attr]
+        assert (tmp_path / "db" / "bot.sqlite3").exists()
+        assert await store.schema_version() >= 1
     finally:
-        await second.close()
+        await store.close()
 
 
-async def test_concurrent_clicks_claim_once(store: Store) -> None:
+async def test_concurrent_clicks_claim_once(store: Any) -> None:
     await store.insert_task(make())
     results = await asyncio.gather(
         *(store.claim_click("1748339100123456", "act:0", user, window=10) for user in (1, 2, 3))

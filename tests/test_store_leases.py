@@ -1,54 +1,26 @@
 """Task leases: several bot processes on one database share the tracking work without ever tracking
 (or delivering) the same task twice. Every test opens two or more stores on the same database, as two
-processes would."""
+processes would; each test runs on SQLite and on PostgreSQL (tests.pg.backend)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from bot.store import Store, TaskRecord
-
-Opener = Callable[..., Awaitable[Any]]
+from bot.store import TaskRecord
+from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 
-@pytest.fixture(params=["sqlite"])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """`await open_store(owner, lease_seconds=...)`: another store (another "process") on one shared database."""
-    opened: list[Any] = []
-    path = tmp_path / "shared.sqlite3"
-
-    async def opener(owner: str, lease_seconds: float = 30.0) -> Any:
-        store = await Store.open(path, owner=owner, lease_seconds=lease_seconds)
-        opened.append(store)
-        return store
-
-    yield opener
-    for store in opened:
-        await store.close()
-
-
-async def execute(store: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Raw SQL (with ? placeholders) on the store's own database, for looking behind the interface."""
-    async with store._db.execute(sql, params) as cursor:
-        rows = await cursor.fetchall()
-    await store._db.commit()
-    return [tuple(row) for row in rows]
-
-
-async def lease_of(store: Any, task_id: str) -> tuple[str | None, float | None]:
-    rows = await execute(store, "SELECT lease_owner, lease_expires FROM tasks WHERE id = ?", task_id)
+async def lease_of(backend: Backend, task_id: str) -> tuple[str | None, float | None]:
+    """The lease columns behind the interface (TaskRecord does not carry them)."""
+    rows = await backend.sql("SELECT lease_owner, lease_expires FROM tasks WHERE id = ?", task_id)
     return rows[0][0], rows[0][1]
 
 
-async def expire_all(store: Any) -> None:
+async def expire_all(backend: Backend) -> None:
     """Every lease ran out (as if its process died a while ago)."""
-    await execute(store, "UPDATE tasks SET lease_expires = ? WHERE lease_owner IS NOT NULL", time.time() - 1)
+    await backend.sql("UPDATE tasks SET lease_expires = ? WHERE lease_owner IS NOT NULL", time.time() - 1)
 
 
 def make(task_id: str, created_at: float, **kw: Any) -> TaskRecord:
@@ -63,22 +35,22 @@ async def free_tasks(store: Any, count: int) -> list[str]:
     return ids
 
 
-async def test_insert_leases_the_task_to_its_submitter(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_insert_leases_the_task_to_its_submitter(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     before = time.time()
     await a.insert_task(make("t1", 100.0))
-    owner, expires = await lease_of(a, "t1")
+    owner, expires = await lease_of(backend, "t1")
     assert owner == "a" and expires is not None and before + 29 < expires < time.time() + 31
     assert await b.claim_tasks(10) == []
     assert await a.claim_tasks(10) == []  # held, not expired: not claimable even by its owner
     assert [r.id for r in await a.claim_tasks(10, include_own=True)] == ["t1"]
     await a.insert_many([make("t2", 200.0)])
-    assert (await lease_of(a, "t2"))[0] == "a"
+    assert (await lease_of(backend, "t2"))[0] == "a"
 
 
-async def test_task_record_ignores_the_lease_columns(open_store: Opener) -> None:
-    a = await open_store("a")
+async def test_task_record_ignores_the_lease_columns(backend: Backend) -> None:
+    a = await backend.open("a")
     await a.insert_task(make("t1", 100.0, prompt="a cat"))
     loaded = await a.get_task("t1")
     assert loaded is not None and loaded.prompt == "a cat"
@@ -86,9 +58,9 @@ async def test_task_record_ignores_the_lease_columns(open_store: Opener) -> None
     assert [r.id for r in await a.in_flight()] == ["t1"]
 
 
-async def test_claims_are_oldest_first_limited_and_never_shared(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_claims_are_oldest_first_limited_and_never_shared(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     ids = await free_tasks(a, 5)
     first = await a.claim_tasks(2)
     assert [r.id for r in first] == ids[:2]
@@ -96,26 +68,26 @@ async def test_claims_are_oldest_first_limited_and_never_shared(open_store: Open
     second = await b.claim_tasks(10)
     assert [r.id for r in second] == ids[2:]
     assert await a.claim_tasks(10) == [] and await b.claim_tasks(10) == []
-    assert {(await lease_of(a, i))[0] for i in ids[:2]} == {"a"}
-    assert {(await lease_of(a, i))[0] for i in ids[2:]} == {"b"}
+    assert {(await lease_of(backend, i))[0] for i in ids[:2]} == {"a"}
+    assert {(await lease_of(backend, i))[0] for i in ids[2:]} == {"b"}
 
 
-async def test_delivered_tasks_are_never_claimed(open_store: Opener) -> None:
-    a = await open_store("a")
+async def test_delivered_tasks_are_never_claimed(backend: Backend) -> None:
+    a = await backend.open("a")
     await a.insert_task(make("done", 50.0, delivered=True))
     await a.insert_task(make("open", 60.0))
     await a.release_leases()
-    await expire_all(a)
+    await expire_all(backend)
     assert [r.id for r in await a.claim_tasks(10)] == ["open"]
 
 
-async def test_an_expired_lease_is_taken_over(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_an_expired_lease_is_taken_over(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     ids = await free_tasks(a, 3)
     assert len(await a.claim_tasks(10)) == 3
     assert await b.claim_tasks(10) == []
-    await expire_all(a)
+    await expire_all(backend)
     taken = await b.claim_tasks(2)
     assert [r.id for r in taken] == ids[:2]
     # a learns it lost them: renew keeps only the one it still holds, and the fence refuses the others.
@@ -125,9 +97,9 @@ async def test_an_expired_lease_is_taken_over(open_store: Opener) -> None:
     assert await a.hold_lease(ids[2])
 
 
-async def test_short_leases_run_out_by_themselves(open_store: Opener) -> None:
-    a = await open_store("a", lease_seconds=0.2)
-    b = await open_store("b")
+async def test_short_leases_run_out_by_themselves(backend: Backend) -> None:
+    a = await backend.open("a", lease_seconds=0.2)
+    b = await backend.open("b")
     await free_tasks(a, 1)
     assert len(await a.claim_tasks(1)) == 1
     assert await b.claim_tasks(1) == []
@@ -135,37 +107,37 @@ async def test_short_leases_run_out_by_themselves(open_store: Opener) -> None:
     assert [r.id for r in await b.claim_tasks(1)] == ["t000"]
 
 
-async def test_include_own_takes_back_our_tasks_after_a_restart(open_store: Opener) -> None:
-    a = await open_store("host-1")
+async def test_include_own_takes_back_our_tasks_after_a_restart(backend: Backend) -> None:
+    a = await backend.open("host-1")
     ids = await free_tasks(a, 2)
     await a.claim_tasks(10)
-    restarted = await open_store("host-1")  # same name, leases still look alive
-    other = await open_store("host-2")
+    restarted = await backend.open("host-1")  # same name, leases still look alive
+    other = await backend.open("host-2")
     assert await restarted.claim_tasks(10) == []
     assert await other.claim_tasks(10, include_own=True) == []
     assert [r.id for r in await restarted.claim_tasks(10, include_own=True)] == ids
 
 
-async def test_renew_extends_only_our_undelivered_leases(open_store: Opener) -> None:
-    a = await open_store("a", lease_seconds=5.0)
-    b = await open_store("b")
+async def test_renew_extends_only_our_undelivered_leases(backend: Backend) -> None:
+    a = await backend.open("a", lease_seconds=5.0)
+    b = await backend.open("b")
     ids = await free_tasks(a, 3)
     await a.claim_tasks(2)
     await b.claim_tasks(1)
     await a.update_task(ids[1], delivered=True)
-    before = {i: (await lease_of(a, i))[1] for i in ids}
+    before = {i: (await lease_of(backend, i))[1] for i in ids}
     a.lease_seconds = 60.0
     assert await a.renew_leases() == {ids[0]}
-    after = {i: (await lease_of(a, i))[1] for i in ids}
+    after = {i: (await lease_of(backend, i))[1] for i in ids}
     assert after[ids[0]] > before[ids[0]] + 50  # type: ignore[operator]
     assert after[ids[1]] == before[ids[1]]  # delivered: left alone
     assert after[ids[2]] == before[ids[2]]  # b's
     assert await b.renew_leases() == {ids[2]}
 
 
-async def test_hold_lease_is_false_once_delivered_or_never_ours(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_hold_lease_is_false_once_delivered_or_never_ours(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     await a.insert_task(make("t1", 1.0))
     assert await a.hold_lease("t1")
     assert not await b.hold_lease("t1")
@@ -174,23 +146,23 @@ async def test_hold_lease_is_false_once_delivered_or_never_ours(open_store: Open
     assert not await a.hold_lease("t1")
 
 
-async def test_release_lets_others_take_over_at_once(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_release_lets_others_take_over_at_once(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     await a.insert_task(make("t1", 1.0))
     await a.insert_task(make("t2", 2.0))
     await a.insert_task(make("t3", 3.0, delivered=True))
     assert await b.claim_tasks(10) == []
     assert await a.release_leases() == 2
-    assert await lease_of(a, "t1") == (None, None)
-    assert (await lease_of(a, "t3"))[0] == "a"  # delivered: not counted, not touched
+    assert await lease_of(backend, "t1") == (None, None)
+    assert (await lease_of(backend, "t3"))[0] == "a"  # delivered: not counted, not touched
     assert [r.id for r in await b.claim_tasks(10)] == ["t1", "t2"]
     assert await a.release_leases() == 0
 
 
-async def test_concurrent_claims_from_two_stores_are_disjoint_and_cover_all(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_concurrent_claims_from_two_stores_are_disjoint_and_cover_all(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     ids = await free_tasks(a, 60)
     batches = await asyncio.gather(*(store.claim_tasks(4) for _ in range(10) for store in (a, b)))
     claimed = [r.id for batch in batches for r in batch]
@@ -198,12 +170,12 @@ async def test_concurrent_claims_from_two_stores_are_disjoint_and_cover_all(open
     assert sorted(claimed) == ids
     for store, batch in zip((a, b) * 10, batches, strict=True):
         for record in batch:
-            assert (await lease_of(a, record.id))[0] == store.owner
+            assert (await lease_of(backend, record.id))[0] == store.owner
 
 
-async def test_failure_counts_lose_no_increment(open_store: Opener) -> None:
-    a = await open_store("a")
-    b = await open_store("b")
+async def test_failure_counts_lose_no_increment(backend: Backend) -> None:
+    a = await backend.open("a")
+    b = await backend.open("b")
     key_id = await a.insert_api_key(
         guild_id=None,
         label="k",
