@@ -22,7 +22,7 @@ from bot.jobs import Jobs
 from bot.keys import KeyRing, Upstreams, cipher_from
 from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
-from bot.store import Store
+from bot.store import Storage, open_store
 from bot.tracker import Tracker, TrackerSettings
 from bot.web import WebServer, load_secrets
 
@@ -63,7 +63,7 @@ class MJBot(commands.AutoShardedBot):
     Auto-sharded: one process holds Discord's recommended shards, or SHARD_IDS of SHARD_COUNT when
     several processes share one bot (all their state is in the database)."""
 
-    store: Store
+    store: Storage
     jobs: Jobs
     tracker: Tracker
     fetcher: ImageFetcher
@@ -93,8 +93,8 @@ class MJBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         settings = self.settings
-        self.store = await Store.open(
-            settings.database_path, owner=settings.lease_owner, lease_seconds=settings.lease_seconds
+        self.store = await open_store(
+            settings.database, owner=settings.lease_owner, lease_seconds=settings.lease_seconds
         )
         await self.tree.set_translator(CatalogTranslator())
         base_url = settings.api_base

@@ -20,7 +20,7 @@ from bot.errors import BotError, TaskNotFound
 from bot.keys import DEFAULT_UPSTREAM, REFUSALS, KeyRing, Upstreams
 from bot.models import MODAL, NOT_START, SubmitResult
 from bot.policy import GuildSettings, Policy
-from bot.store import Store, TaskRecord
+from bot.store import Storage, TaskRecord
 from bot.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class _WithHook:
 class Jobs:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         upstreams: Mapping[str, MJClient],
         tracker: Tracker,
         *,

@@ -29,7 +29,7 @@ from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unautho
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.store import Store
+    from bot.store import Storage
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,9 @@ class Upstreams(Mapping[str, MJClient]):
 class KeyRing:
     """The stored keys in memory, their order per guild, and their health."""
 
-    def __init__(self, store: Store, upstreams: Upstreams, cipher: KeyCipher | None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, store: Storage, upstreams: Upstreams, cipher: KeyCipher | None, *, timeout: float = 30.0
+    ) -> None:
         self._store = store
         self._upstreams = upstreams
         self.cipher = cipher
@@ -483,9 +485,9 @@ def cipher_from(settings: Settings) -> KeyCipher | None:
 
 async def check_key_config(settings: Settings) -> None:
     """Before connecting to Discord: stored keys must be decryptable with KEY_ENCRYPTION_KEY."""
-    from bot.store import Store
+    from bot.store import open_store
 
-    store = await Store.open(settings.database_path)
+    store = await open_store(settings.database)
     upstreams = Upstreams()
     try:
         await KeyRing(store, upstreams, cipher_from(settings)).load()

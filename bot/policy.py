@@ -23,7 +23,7 @@ from bot.errors import NotAllowed
 if TYPE_CHECKING:
     import discord
 
-    from bot.store import Store, TaskRecord
+    from bot.store import Storage, TaskRecord
 
 DAY = 86400
 BUTTON_ACCESS = ("anyone", "owner")
@@ -174,7 +174,7 @@ def may_click(settings: GuildSettings, *, user_id: int, owner_id: int, manager: 
 class Policy:
     """Guild settings (cached) and the pre-submit check. Guild None (DMs) has no rules."""
 
-    def __init__(self, store: Store, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
+    def __init__(self, store: Storage, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
         self._store = store
         self._channel_info = channel_info or (lambda _channel_id: None)
         self._cache: dict[int, tuple[float, GuildSettings]] = {}

@@ -45,7 +45,7 @@ from bot import render
 from bot.errors import BotError, TaskNotFound, UnsupportedAction
 from bot.images import EXTENSIONS, ImageFetcher, sniff_image
 from bot.models import FAILURE, FINAL_STATUSES, IN_PROGRESS, MODAL, SUCCESS, MJTask, result_extra
-from bot.store import Store, TaskRecord
+from bot.store import Storage, TaskRecord
 
 if TYPE_CHECKING:
     from bot.client import MJClient
@@ -359,7 +359,7 @@ class Tracker:
     def __init__(
         self,
         client: discord.Client,
-        store: Store,
+        store: Storage,
         upstreams: Mapping[str, MJClient],
         fetcher: ImageFetcher,
         settings: TrackerSettings,

@@ -34,7 +34,7 @@ from bot.i18n import normalize, t
 from bot.images import sniff_image
 from bot.models import MJTask
 from bot.responder import error_text
-from bot.store import Store, TaskRecord
+from bot.store import Storage, TaskRecord
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -67,7 +67,7 @@ class WebSecrets:
     link_key: bytes = field(repr=False)
 
 
-async def load_secrets(store: Store, settings: Settings) -> WebSecrets:
+async def load_secrets(store: Storage, settings: Settings) -> WebSecrets:
     """NOTIFY_SECRET if set, else one generated once and kept in the database, so hooks of tasks
     submitted before a restart still reach us. The link key never leaves the database."""
     notify = settings.notify_secret or await store.get_meta("web:notify_secret")
