@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +32,8 @@ MAX_WORD_LENGTH = 60
 MAX_CHANNELS = 50
 #: Seconds a process trusts its copy of a guild's settings (another bot process may change them).
 SETTINGS_TTL = 5.0
+#: Seconds after which a submit slot no longer counts: its process died between check and store.
+SLOT_LIFETIME = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +180,6 @@ class Policy:
         self._channel_info = channel_info or (lambda _channel_id: None)
         self._cache: dict[int, tuple[float, GuildSettings]] = {}
         self._lock = asyncio.Lock()
-        self._pending_users: Counter[tuple[int, int]] = Counter()
-        self._pending_guilds: Counter[int] = Counter()
-        self._pending_since: dict[tuple[int, int], float] = {}
 
     async def settings(self, guild_id: int) -> GuildSettings:
         """Cached for SETTINGS_TTL seconds: another bot process may change them."""
@@ -199,19 +197,21 @@ class Policy:
         self._cache[guild_id] = (time.monotonic(), settings)
         return settings
 
-    async def usage(self, guild_id: int, user_id: int, now: float | None = None) -> Usage:
-        """Counted from the tasks table, plus submits in flight right now."""
+    async def usage(self, guild_id: int, user_id: int, now: float | None = None, *, own_slot: int = 0) -> Usage:
+        """Counted from the database: stored tasks, plus submits on their way in any process (their
+        slots; `own_slot` is the caller's own, not counted)."""
         now = time.time() if now is None else now
         store = self._store
-        pending = self._pending_users[guild_id, user_id]
+        user_pending, guild_pending, pending_since = await store.submit_slot_usage(
+            guild_id, user_id, since=now - SLOT_LIFETIME, exclude=own_slot
+        )
         last = await store.last_task_time(guild_id, user_id)
-        started = self._pending_since.get((guild_id, user_id))
-        if started is not None:
-            last = max(last or 0.0, started)
+        if pending_since is not None:
+            last = max(last or 0.0, pending_since)
         return Usage(
-            today=await store.count_guild_tasks(guild_id, user_id=user_id, since=day_start(now)) + pending,
-            running=await store.count_guild_tasks(guild_id, user_id=user_id, running=True) + pending,
-            guild_running=await store.count_guild_tasks(guild_id, running=True) + self._pending_guilds[guild_id],
+            today=await store.count_guild_tasks(guild_id, user_id=user_id, since=day_start(now)) + user_pending,
+            running=await store.count_guild_tasks(guild_id, user_id=user_id, running=True) + user_pending,
+            guild_running=await store.count_guild_tasks(guild_id, running=True) + guild_pending,
             last_submit=last,
         )
 
@@ -219,7 +219,11 @@ class Policy:
     async def admit(
         self, *, guild_id: int | None, user_id: int, channel_id: int, prompt: str
     ) -> AsyncIterator[GuildSettings | None]:
-        """Check every rule, then hold a slot until the submit is stored (or refused)."""
+        """Check every rule, then hold a slot until the submit is stored (or refused).
+
+        The slot is a database row taken before counting, so two processes admitting at once each
+        see the other's submit: at worst both refuse, never both pass a limit. Within one process
+        the lock keeps admissions in turn, so there the first one passes."""
         if guild_id is None:
             yield None
             return
@@ -227,22 +231,17 @@ class Policy:
             settings = await self.settings(guild_id)
             check_channel(settings, channel_id, self._channel_info(channel_id))
             check_prompt(settings, prompt)
-            now = time.time()
-            check_limits(settings, await self.usage(guild_id, user_id, now), now)
-            slot = (guild_id, user_id)
-            self._pending_users[slot] += 1
-            self._pending_guilds[guild_id] += 1
-            self._pending_since[slot] = now
+            slot = await self._store.add_submit_slot(guild_id, user_id)
+            try:
+                now = time.time()
+                check_limits(settings, await self.usage(guild_id, user_id, now, own_slot=slot), now)
+            except BaseException:
+                await self._store.drop_submit_slot(slot)
+                raise
         try:
             yield settings
         finally:
-            self._pending_users[slot] -= 1
-            self._pending_guilds[guild_id] -= 1
-            if self._pending_users[slot] <= 0:
-                del self._pending_users[slot]
-                self._pending_since.pop(slot, None)
-            if self._pending_guilds[guild_id] <= 0:
-                del self._pending_guilds[guild_id]
+            await self._store.drop_submit_slot(slot)
 
     async def check_prompt(self, guild_id: int | None, prompt: str) -> None:
         """For prompts that reach the API without a new submit (the modal step of a task)."""

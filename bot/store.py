@@ -517,6 +517,37 @@ class Store:
 
         return await self._write(bump)
 
+    # ---- submits in flight (limits across processes) ----------------------------------------------
+
+    async def add_submit_slot(self, guild_id: int, user_id: int) -> int:
+        """A submit passed the policy check and is on its way: other processes count it from now."""
+        sql = "INSERT INTO submit_slots (guild_id, user_id, created_at) VALUES (?, ?, ?)"
+        params = (guild_id, user_id, time.time())
+
+        async def add() -> int:
+            async with self._db.execute(sql, params) as cursor:
+                slot_id = cursor.lastrowid
+            assert slot_id is not None
+            return int(slot_id)
+
+        return await self._write(add)
+
+    async def drop_submit_slot(self, slot_id: int) -> None:
+        await self._write(lambda: self._db.execute("DELETE FROM submit_slots WHERE id = ?", (slot_id,)))
+
+    async def submit_slot_usage(
+        self, guild_id: int, user_id: int, *, since: float, exclude: int
+    ) -> tuple[int, int, float | None]:
+        """Other submits in flight since `since`: (the user's, the guild's, the user's latest start)."""
+        async with self._db.execute(
+            "SELECT COALESCE(SUM(user_id = ?), 0), COUNT(*), MAX(CASE WHEN user_id = ? THEN created_at END) "
+            "FROM submit_slots WHERE guild_id = ? AND created_at >= ? AND id != ?",
+            (user_id, user_id, guild_id, since, exclude),
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), float(row[2]) if row[2] is not None else None
+
     async def delete_api_key(self, key_id: int) -> None:
         await self._db.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
         await self._db.commit()
@@ -663,6 +694,11 @@ class Storage(Protocol):
     ) -> int: ...
     async def update_api_key(self, key_id: int, **changes: Any) -> None: ...
     async def bump_api_key_failure(self, key_id: int, reason: str) -> int: ...
+    async def add_submit_slot(self, guild_id: int, user_id: int) -> int: ...
+    async def drop_submit_slot(self, slot_id: int) -> None: ...
+    async def submit_slot_usage(
+        self, guild_id: int, user_id: int, *, since: float, exclude: int
+    ) -> tuple[int, int, float | None]: ...
     async def delete_api_key(self, key_id: int) -> None: ...
     async def guild_settings_row(self, guild_id: int) -> dict[str, Any] | None: ...
     async def save_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None: ...

@@ -419,6 +419,37 @@ class PostgresStore:
         )
         return int(count) if count is not None else 0
 
+    # ---- submits in flight (limits across processes) ----------------------------------------------
+
+    async def add_submit_slot(self, guild_id: int, user_id: int) -> int:
+        slot_id = await self._run(
+            lambda c: c.fetchval(
+                "INSERT INTO submit_slots (guild_id, user_id, created_at) VALUES ($1, $2, $3) RETURNING id",
+                guild_id,
+                user_id,
+                time.time(),
+            ),
+            write=True,
+        )
+        return int(slot_id)
+
+    async def drop_submit_slot(self, slot_id: int) -> None:
+        await self._execute("DELETE FROM submit_slots WHERE id = $1", slot_id)
+
+    async def submit_slot_usage(
+        self, guild_id: int, user_id: int, *, since: float, exclude: int
+    ) -> tuple[int, int, float | None]:
+        row = await self._fetchrow(
+            "SELECT COUNT(*) FILTER (WHERE user_id = $1), COUNT(*), MAX(created_at) FILTER (WHERE user_id = $1) "
+            "FROM submit_slots WHERE guild_id = $2 AND created_at >= $3 AND id <> $4",
+            user_id,
+            guild_id,
+            since,
+            exclude,
+        )
+        assert row is not None
+        return int(row[0]), int(row[1]), float(row[2]) if row[2] is not None else None
+
     async def delete_api_key(self, key_id: int) -> None:
         await self._execute("DELETE FROM api_keys WHERE id = $1", key_id)
 

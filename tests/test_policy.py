@@ -27,6 +27,7 @@ from bot.policy import (
     split_words,
 )
 from bot.store import Store, TaskRecord
+from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 GUILD = 10
@@ -228,3 +229,24 @@ async def test_a_settings_change_in_one_process_reaches_the_others(
     finally:
         await store_a.close()
         await store_b.close()
+
+
+async def test_limits_count_a_submit_in_flight_in_another_process(backend: Backend) -> None:
+    store_a, store_b = await backend.open("a"), await backend.open("b")
+    policy_a, policy_b = Policy(store_a), Policy(store_b)
+    await policy_a.update(7, user_concurrent=1, guild_concurrent=2)
+    admit = {"guild_id": 7, "channel_id": 70, "prompt": "a cat"}
+    async with policy_a.admit(user_id=1, **admit):
+        # a's submit is on its way to the API and not stored yet: b still counts it.
+        with pytest.raises(NotAllowed) as refused:
+            async with policy_b.admit(user_id=1, **admit):
+                pass
+        assert refused.value.key == "policy.user_busy"
+        async with policy_b.admit(user_id=2, **admit):  # another user fills the guild's second place
+            with pytest.raises(NotAllowed) as full:
+                async with policy_a.admit(user_id=3, **admit):
+                    pass
+            assert full.value.key == "policy.guild_busy"
+    async with policy_b.admit(user_id=1, **admit):  # a's slot is gone once its submit ended
+        pass
+    assert (await policy_b.usage(7, 1)).running == 0  # and no slot is left behind, refused or not
