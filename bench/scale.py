@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker is not None:
         asyncio.run(worker(json.loads(args.worker)))
         return
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # the killed worker's cut-off upload
     text = table(asyncio.run(run_all(args)))
     TABLE_PATH.write_text(text + "\n")
     print(text)
