@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per database file there
+    fcntl = None  # type: ignore[assignment]
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -109,6 +114,21 @@ def _to_db(name: str, value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def _migration_lock(path: str | Path) -> Iterator[None]:
+    """Several processes opening one new database file migrate it one after the other (SQLite's
+    executescript commits before it starts, so a transaction alone cannot serialize them)."""
+    if str(path) == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _migrations(folder: str = "") -> list[tuple[int, str]]:
     """(version, script) in order: SQLite's from bot/migrations, PostgreSQL's from its subfolder."""
     found: list[tuple[int, str]] = []
@@ -148,7 +168,12 @@ class Store:
         await connection.execute("PRAGMA foreign_keys=ON")
         await connection.execute("PRAGMA synchronous=NORMAL")
         store = cls(connection, owner=owner, lease_seconds=lease_seconds)
-        await store._migrate()
+        try:
+            with _migration_lock(path):
+                await store._migrate()
+        except BaseException:
+            await connection.close()  # aiosqlite's thread would otherwise keep the process alive
+            raise
         return store
 
     async def close(self) -> None:

@@ -215,7 +215,12 @@ class PostgresStore:
         if not groups:
             return
 
+        ids = sorted({str(task_id) for task_id, columns in changes.items() if columns})
+
         async def work(conn: asyncpg.Connection) -> None:
+            # Lock the rows in one order (by id) first, as renew_leases does: two transactions of one
+            # process (the tracker's save and its lease renewal) must never wait on each other in a cycle.
+            await conn.execute("SELECT 1 FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
             for names, rows in groups.items():
                 await conn.executemany(f"UPDATE tasks SET {_assignments(names)} WHERE id = ${len(names) + 1}", rows)
 
@@ -258,7 +263,10 @@ class PostgresStore:
 
     async def renew_leases(self) -> set[str]:
         """Extend every lease this owner holds on an undelivered task; the ids it still holds."""
-        sql = "UPDATE tasks SET lease_expires = $1 WHERE lease_owner = $2 AND delivered = 0 RETURNING id"
+        sql = (
+            "UPDATE tasks SET lease_expires = $1 WHERE id IN (SELECT id FROM tasks WHERE lease_owner = $2 "
+            "AND delivered = 0 ORDER BY id FOR UPDATE) RETURNING id"
+        )
         params = (time.time() + self.lease_seconds, self.owner)
         rows = await self._run(lambda c: c.fetch(sql, *params), write=True)
         return {str(row[0]) for row in rows}

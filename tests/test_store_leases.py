@@ -5,7 +5,10 @@ processes would; each test runs on SQLite and on PostgreSQL (tests.pg.backend)."
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bot.store import TaskRecord
@@ -192,3 +195,23 @@ async def test_failure_counts_lose_no_increment(backend: Backend) -> None:
     row = await b.api_key_row(key_id)
     assert row is not None and row["failures"] == 20 and row["last_error"].startswith("r")
     assert await a.bump_api_key_failure(key_id + 99, "gone") == 0
+
+
+def test_processes_opening_one_new_sqlite_file_at_once_all_start(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.sqlite3"
+    code = (
+        "import asyncio, sys\n"
+        "from bot.store import Store\n"
+        "async def main():\n"
+        "    store = await Store.open(sys.argv[1])\n"
+        "    print(await store.schema_version())\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err.decode()[-300:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1  # every one sees the whole schema
