@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 BOT_TIMEOUT_REASON = render.STUCK_REASON
 MAX_DOWNLOAD_ATTEMPTS = 5
+#: Resume claims all of a process's tasks in one go (no real deployment holds more in flight).
+RESUME_ALL = 1_000_000
+#: Seconds a delivered task is remembered, so a claim racing its background save cannot adopt it.
+DELIVERED_MEMORY = 600.0
 #: Counted on top of a channel's window: our clock and Discord's never agree to the millisecond.
 PACING_MARGIN = 0.05
 #: Longest wait before retrying a write Discord refused.
@@ -375,6 +379,7 @@ class Tracker:
         self._clock = clock
         self._wall = wall
         self._active: dict[str, TaskRecord] = {}
+        self._delivered: dict[str, float] = {}  # recently delivered task ids (clock time)
         self._watch: dict[str, _Watch] = {}
         self._health: dict[str, _Health] = {}
         self._no_list: set[str] = set()  # upstreams without list-by-condition
@@ -403,12 +408,9 @@ class Tracker:
     async def resume(self) -> int:
         """Take every undelivered task that no live process holds (and our own from before a
         restart). Called once at start-up; `_keep_leases` goes on taking over orphans later."""
-        claimed = 0
-        while True:
-            records = await self._store.claim_tasks(self.settings.claim_batch, include_own=True)
-            claimed += self._adopt(records)
-            if len(records) < self.settings.claim_batch:
-                break
+        # One claim for all of them: with include_own the same rows come back on every call, so
+        # batches would never end (lease upkeep claims the free ones in batches later).
+        claimed = self._adopt(await self._store.claim_tasks(RESUME_ALL, include_own=True))
         if claimed:
             log.info("Resumed tracking %d in-flight task(s)", claimed)
         return claimed
@@ -417,7 +419,7 @@ class Tracker:
         now = self._clock()
         adopted = 0
         for record in records:
-            if record.id not in self._active:
+            if record.id not in self._active and record.id not in self._delivered:
                 self._active[record.id] = record
                 self._watch[record.id] = _Watch(record.status, since=now, due=now, moved=now)
                 adopted += 1
@@ -445,6 +447,9 @@ class Tracker:
 
     async def balance_leases(self) -> tuple[int, int]:
         """One round of lease upkeep: (tasks let go, tasks taken over)."""
+        horizon = self._clock() - DELIVERED_MEMORY
+        for task_id in [t for t, when in self._delivered.items() if when < horizon]:
+            del self._delivered[task_id]
         held = await self._store.renew_leases()
         lost = [task_id for task_id in self._active if task_id not in held]
         for task_id in lost:
@@ -945,6 +950,9 @@ class Tracker:
     async def _finish(self, old: TaskRecord, new: TaskRecord) -> None:
         """The task needs nothing more from Discord: store that now and stop tracking it."""
         self._note(old, new)
+        if new.delivered:
+            # Until `delivered` is stored the row still looks in flight: never adopt it again meanwhile.
+            self._delivered[new.id] = self._clock()
         self._active.pop(new.id, None)
         self._watch.pop(new.id, None)
         self._queue.discard(new.id)

@@ -541,3 +541,11 @@ async def test_a_tracker_that_lost_its_lease_neither_delivers_nor_keeps_tracking
     finally:
         await store_a.close()
         await store_b.close()
+
+
+async def test_resume_takes_back_more_own_tasks_than_one_claim_batch(store: Store, fetcher: ImageFetcher) -> None:
+    recs = [record(IN_PROGRESS, 10) for _ in range(7)]
+    tracker = await asyncio.wait_for(
+        make_tracker(store, fetcher, FakeUpstream(), recs, clock=Clock(), claim_batch=3), timeout=10
+    )
+    assert sorted(tracker.active_ids) == sorted(r.id for r in recs)
