@@ -2,10 +2,19 @@
 
 Kept out of the measured process so that its CPU time and memory are the bot's alone. The sink
 speaks just enough of Discord's REST API for discord.py's real HTTP client (login, channel
-message posts and edits, multipart uploads) and enforces Discord's per-channel buckets (5 writes
-per 5 s per route and channel, announced in X-RateLimit headers; one more is answered 429), plus an
-optional bot-wide limit. It records when each task's result arrived, so completion-to-edit latency
-is measured on one clock: the simulator's finish time and the sink's arrival time.
+message posts and edits, multipart uploads) and enforces Discord's per-channel limit: 5 writes per
+5 s per channel, posts and edits counted together (stricter than Discord, whose post and edit routes
+have a bucket each), one more is answered 429 with Retry-After; plus an optional bot-wide limit.
+
+Successful answers announce the bucket in X-RateLimit headers as Discord does, unless
+ratelimit_headers=False (the default of `python -m bench.sink`; --ratelimit-headers turns them on).
+With the headers, discord.py's own HTTP client holds back a request that would exhaust a bucket, so
+a zero 429 count would say nothing about the tracker's pacing; without them every write the tracker
+sends too early reaches the sink and is counted as a 429.
+
+It records when each task's result arrived, so completion-to-edit latency is measured on one
+clock: the simulator's finish time and the sink's arrival time. It also compares each edit with the
+previous write to the same message and counts the ones that changed nothing.
 
 Control endpoints (JSON): POST /bench/tasks makes the tasks, GET /bench/stats reports.
 Run by bench/tracker.py: python -m bench.sink (prints its two base URLs as one JSON line).
@@ -21,6 +30,7 @@ import logging
 import math
 import random
 import re
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,6 +63,9 @@ class SinkStats:
     writes: int = 0
     finals: int = 0
     rate_limited: int = 0
+    rate_limited_channels: dict[str, int] = field(default_factory=dict)  # channel id -> 429s
+    unchanged: int = 0  # edits identical to the previous write to that message
+    write_times: list[float] = field(default_factory=list)  # time.time() of each accepted write
     final_at: dict[str, float] = field(default_factory=dict)  # task id -> first result upload (time.time())
     result_uploads: dict[str, int] = field(default_factory=dict)  # task id -> result files received
 
@@ -60,12 +73,21 @@ class SinkStats:
 class DiscordSink:
     """Just enough Discord for the tracker's writes, with real per-channel buckets."""
 
-    def __init__(self, *, channel_limit: int = 5, channel_window: float = 5.0, global_limit: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        channel_limit: int = 5,
+        channel_window: float = 5.0,
+        global_limit: int = 0,
+        ratelimit_headers: bool = True,
+    ) -> None:
         self.channel_limit = channel_limit
         self.channel_window = channel_window
         self.global_limit = global_limit
+        self.ratelimit_headers = ratelimit_headers
         self.stats = SinkStats()
         self._buckets: dict[str, Bucket] = {}
+        self._shown: dict[str, int] = {}  # message id -> hash of what its last write showed
         self._global: Bucket | None = None
         self._ids = 1_400_000_000_000_000_000
 
@@ -96,8 +118,9 @@ class DiscordSink:
             "X-RateLimit-Bucket": name,
         }
 
-    def _limited(self, bucket: Bucket, headers: dict[str, str], *, global_: bool) -> web.Response:
+    def _limited(self, bucket: Bucket, headers: dict[str, str], *, global_: bool, channel: str) -> web.Response:
         self.stats.rate_limited += 1
+        self.stats.rate_limited_channels[channel] = self.stats.rate_limited_channels.get(channel, 0) + 1
         retry_after = max(0.0, bucket.reset_at - time.time())
         headers = {**headers, "Via": "1.1 google", "Retry-After": str(max(1, math.ceil(retry_after)))}
         headers["X-RateLimit-Scope"] = "global" if global_ else "user"
@@ -133,18 +156,21 @@ class DiscordSink:
             if self._global is None or time.time() >= self._global.reset_at:
                 self._global = Bucket(time.time() + 1.0, self.global_limit)
             if self._global.remaining <= 0:
-                return self._limited(self._global, {}, global_=True)
+                await request.read()
+                return self._limited(self._global, {}, global_=True, channel=channel)
             self._global.remaining -= 1
-        key = f"{request.method}:{channel}"
-        bucket, allowed = self._take(key, self.channel_limit, self.channel_window)
-        headers = self._headers(bucket, self.channel_limit, f"{request.method.lower()}-messages")
+        bucket, allowed = self._take(channel, self.channel_limit, self.channel_window)
+        headers = self._headers(bucket, self.channel_limit, "channel-messages")
         if not allowed:
             await request.read()
-            return self._limited(bucket, headers, global_=False)
+            return self._limited(bucket, headers, global_=False, channel=channel)
         payload, files = await self._read(request)
         message_id = request.match_info.get("message") or str(self._next_id())
-        self._record(payload, files)
-        return _json(self._message(channel, message_id, payload, files), headers=headers)
+        self._record(payload, files, message_id, edit=request.method == "PATCH")
+        return _json(
+            self._message(channel, message_id, payload, files),
+            headers=headers if self.ratelimit_headers else None,
+        )
 
     async def _read(self, request: web.Request) -> tuple[dict[str, Any], list[tuple[str, int]]]:
         if not request.content_type.startswith("multipart/"):
@@ -160,9 +186,14 @@ class DiscordSink:
                 files.append((part.filename or "", len(data)))  # type: ignore[union-attr]
         return payload, files
 
-    def _record(self, payload: dict[str, Any], files: list[tuple[str, int]]) -> None:
+    def _record(self, payload: dict[str, Any], files: list[tuple[str, int]], message_id: str, *, edit: bool) -> None:
         stats = self.stats
         stats.writes += 1
+        stats.write_times.append(time.time())
+        shown = hash((json.dumps(payload, sort_keys=True), tuple(files)))
+        if edit and self._shown.get(message_id) == shown:
+            stats.unchanged += 1
+        self._shown[message_id] = shown
         task_id = None
         for name, _ in files:
             if match := _RESULT_FILE.search(name):
@@ -253,17 +284,26 @@ class World:
                 continue
             (burst if task_id in self.burst else normal).append(max(0.0, arrived - task.finish_time / 1000))
         duplicates = sum(1 for count in stats.result_uploads.values() if count > 1)
+        per_second: dict[int, int] = {}
+        for at in stats.write_times:
+            per_second[int(at)] = per_second.get(int(at), 0) + 1
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         return web.json_response(
             {
                 "latency": normal,
                 "burst_latency": burst,
                 "unfinished": unfinished,
                 "writes": stats.writes,
+                "unchanged_edits": stats.unchanged,
+                "peak_writes_per_second": max(per_second.values(), default=0),
                 "finals": stats.finals,
                 "distinct_finals": len(stats.final_at),
                 "duplicate_results": duplicates,
                 "rate_limited": stats.rate_limited,
+                "rate_limited_channels": dict(stats.rate_limited_channels),
                 "upstream": dict(self.upstream_requests),
+                "world_cpu_seconds": usage.ru_utime + usage.ru_stime,
+                "world_peak_rss_mb": usage.ru_maxrss / 1024,
             }
         )
 
@@ -308,10 +348,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channel-limit", type=int, default=5)
     parser.add_argument("--channel-window", type=float, default=5.0)
     parser.add_argument("--global-limit", type=int, default=0)
+    parser.add_argument("--ratelimit-headers", action="store_true", help="announce buckets as Discord does")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     sink = DiscordSink(
-        channel_limit=args.channel_limit, channel_window=args.channel_window, global_limit=args.global_limit
+        channel_limit=args.channel_limit,
+        channel_window=args.channel_window,
+        global_limit=args.global_limit,
+        ratelimit_headers=args.ratelimit_headers,
     )
     asyncio.run(World(sink).serve())
 
