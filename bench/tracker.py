@@ -483,7 +483,9 @@ def burst_table(paced: dict[str, Any], unpaced: dict[str, Any] | None, *, markdo
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", default="1000,10000", help="comma-separated N values (default 1000,10000)")
+    parser.add_argument(
+        "--tasks", default="1000,10000", help="comma-separated N values (default 1000,10000; '' for the burst only)"
+    )
     parser.add_argument("--time-factor", type=float, default=1.0, help="divides the 30-90 s lifecycles")
     parser.add_argument("--stagger", type=float, default=30.0, help="starts spread over this many seconds")
     parser.add_argument("--burst", type=int, default=100, help="tasks in one channel that finish together")
@@ -560,7 +562,8 @@ def main(argv: list[str] | None = None) -> None:
     if results:
         print(table(results, markdown=args.markdown))
     if paced is not None:
-        print()
+        if results:
+            print()
         print(burst_table(paced, unpaced, markdown=args.markdown))
 
 
