@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-
-try:
-    import fcntl
-except ImportError:  # Windows: one process per database file there
-    fcntl = None  # type: ignore[assignment]
 import json
 import logging
 import os
@@ -32,6 +27,11 @@ from bot.preferences import UserPrefs
 
 if TYPE_CHECKING:
     from bot.store_pg import PostgresStore
+
+try:
+    import fcntl
+except ImportError:  # Windows: one process per database file there
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 

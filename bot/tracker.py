@@ -435,7 +435,7 @@ class Tracker:
         """Several processes share the tracking through leases on the task rows. Renew ours a few
         times per lease; drop what another process took over (we were too slow to renew); take over
         tasks whose process died (its lease ran out) or shut down (it released them)."""
-        period = max(0.2, float(getattr(self._store, "lease_seconds", 30.0)) / 3)
+        period = max(0.2, self._store.lease_seconds / 3)
         while True:
             await asyncio.sleep(period)
             try:
@@ -649,13 +649,13 @@ class Tracker:
         error: BotError | None = None
         use_list = name not in self._no_list
         size = max(1, self.settings.batch_size) if use_list else 1
-        listed = [task_id for task_id in ids if task_id not in alone] if use_list else list(ids)
-        chunks = [listed[i : i + size] for i in range(0, len(listed), size)]
-        if use_list:
-            chunks += [[task_id] for task_id in ids if task_id in alone]
+        # (ids, listed): a batch for list-by-condition, or one id to fetch on its own.
+        listed = [task_id for task_id in ids if task_id not in alone] if use_list else []
+        chunks = [(listed[i : i + size], True) for i in range(0, len(listed), size)]
+        chunks += [([task_id], False) for task_id in ids if not use_list or task_id in alone]
         slots = asyncio.Semaphore(max(1, self.settings.fetch_concurrency))
 
-        async def read(chunk: Sequence[str]) -> None:
+        async def read(chunk: Sequence[str], batch: bool) -> None:
             nonlocal error
             async with slots:
                 if error is not None:
@@ -663,7 +663,7 @@ class Tracker:
                     return
                 self.counters.upstream_requests += 1
                 try:
-                    if use_list and not (len(chunk) == 1 and chunk[0] in alone):
+                    if batch:
                         tasks = await client.list_by_ids(chunk)
                     else:
                         try:
@@ -685,7 +685,7 @@ class Tracker:
                 for task in tasks:
                     found[task.id] = task
 
-        await asyncio.gather(*(read(chunk) for chunk in chunks))
+        await asyncio.gather(*(read(chunk, batch) for chunk, batch in chunks))
         return found, unread, error
 
     def _note_health(self, name: str, error: BotError | None, elapsed: float, now: float, tick: float) -> None:
