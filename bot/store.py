@@ -97,6 +97,8 @@ _COLUMNS = tuple(f.name for f in fields(TaskRecord))
 _FIELD_NAMES = frozenset(_COLUMNS)
 #: insert_task / insert_many also write the lease: the process that submitted a task tracks it at once.
 _INSERT_COLUMNS = (*_COLUMNS, "lease_owner", "lease_expires")
+#: Ids bound in one `IN (...)`: well under SQLite's limit of host parameters per statement.
+_ID_CHUNK = 500
 
 
 def default_owner() -> str:
@@ -361,17 +363,26 @@ class Store:
 
         return await self._write(renew)
 
-    async def hold_lease(self, task_id: str) -> bool:
-        """Extend one task's lease if this owner still holds it and it is undelivered: the fence before
-        posting a final result, so two processes never both deliver a task."""
-        sql = "UPDATE tasks SET lease_expires = ? WHERE id = ? AND lease_owner = ? AND delivered = 0"
-        params = (time.time() + self.lease_seconds, task_id, self.owner)
+    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]:
+        """Extend the leases of these tasks that this owner still holds undelivered; the ids held.
+        The fence before posting final results, so two processes never both deliver a task: one
+        transaction for all the results that are ready, not one each."""
+        ids = sorted(set(task_ids))
+        until = time.time() + self.lease_seconds
 
-        async def hold() -> bool:
-            async with self._db.execute(sql, params) as cursor:
-                return cursor.rowcount == 1
+        async def hold() -> set[str]:
+            held: set[str] = set()
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                sql = (
+                    f"UPDATE tasks SET lease_expires = ? WHERE id IN ({', '.join('?' for _ in chunk)}) "
+                    "AND lease_owner = ? AND delivered = 0 RETURNING id"
+                )
+                async with self._db.execute(sql, (until, *chunk, self.owner)) as cursor:
+                    held.update(str(row[0]) for row in await cursor.fetchall())
+            return held
 
-        return await self._write(hold)
+        return await self._write(hold) if ids else set()
 
     async def release_leases(self) -> int:
         """Give up this owner's leases on undelivered tasks (clean shutdown: others take over at once)."""
@@ -691,7 +702,7 @@ class Storage(Protocol):
 
     async def claim_tasks(self, limit: int, *, include_own: bool = False) -> list[TaskRecord]: ...
     async def renew_leases(self) -> set[str]: ...
-    async def hold_lease(self, task_id: str) -> bool: ...
+    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]: ...
     async def release_leases(self) -> int: ...
 
     async def claim_click(self, task_id: str, button: str, user_id: int, *, window: float) -> bool: ...

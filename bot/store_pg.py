@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -271,15 +271,19 @@ class PostgresStore:
         rows = await self._run(lambda c: c.fetch(sql, *params), write=True)
         return {str(row[0]) for row in rows}
 
-    async def hold_lease(self, task_id: str) -> bool:
-        """Extend one task's lease if this owner still holds it and it is undelivered (the fence)."""
-        status = await self._execute(
-            "UPDATE tasks SET lease_expires = $1 WHERE id = $2 AND lease_owner = $3 AND delivered = 0",
-            time.time() + self.lease_seconds,
-            task_id,
-            self.owner,
+    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]:
+        """Extend the leases of these tasks that this owner still holds undelivered; the ids held
+        (the fence before posting results; rows locked in id order, as renew_leases does)."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return set()
+        sql = (
+            "UPDATE tasks SET lease_expires = $1 WHERE id IN (SELECT id FROM tasks WHERE id = ANY($2::text[]) "
+            "AND lease_owner = $3 AND delivered = 0 ORDER BY id FOR UPDATE) RETURNING id"
         )
-        return _affected(status) == 1
+        params = (time.time() + self.lease_seconds, ids, self.owner)
+        rows = await self._run(lambda c: c.fetch(sql, *params), write=True)
+        return {str(row[0]) for row in rows}
 
     async def release_leases(self) -> int:
         """Give up this owner's leases on undelivered tasks (clean shutdown: others take over at once)."""

@@ -296,7 +296,7 @@ async def scenario(store: Any) -> dict[str, Any]:
         "counts": (await store.count_tasks(), await store.count_guild_tasks(GUILD, running=True)),
         "last": await store.last_task_time(GUILD, 11),
         "version": await store.schema_version(),
-        "leases": (await store.renew_leases(), await store.hold_lease("t1"), await store.release_leases()),
+        "leases": (await store.renew_leases(), await store.hold_leases(["t1", "t2"]), await store.release_leases()),
     }
 
 

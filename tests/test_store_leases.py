@@ -95,9 +95,8 @@ async def test_an_expired_lease_is_taken_over(backend: Backend) -> None:
     assert [r.id for r in taken] == ids[:2]
     # a learns it lost them: renew keeps only the one it still holds, and the fence refuses the others.
     assert await a.renew_leases() == {ids[2]}
-    assert not await a.hold_lease(ids[0])
-    assert await b.hold_lease(ids[0])
-    assert await a.hold_lease(ids[2])
+    assert await a.hold_leases(ids) == {ids[2]}
+    assert await b.hold_leases(ids) == set(ids[:2])
 
 
 async def test_short_leases_run_out_by_themselves(backend: Backend) -> None:
@@ -138,15 +137,24 @@ async def test_renew_extends_only_our_undelivered_leases(backend: Backend) -> No
     assert await b.renew_leases() == {ids[2]}
 
 
-async def test_hold_lease_is_false_once_delivered_or_never_ours(backend: Backend) -> None:
+async def test_hold_leases_leaves_out_delivered_missing_and_others(backend: Backend) -> None:
     a = await backend.open("a")
     b = await backend.open("b")
     await a.insert_task(make("t1", 1.0))
-    assert await a.hold_lease("t1")
-    assert not await b.hold_lease("t1")
-    assert not await a.hold_lease("missing")
+    await a.insert_task(make("t2", 2.0))
+    assert await a.hold_leases(["t1", "t2", "t1"]) == {"t1", "t2"}
+    assert await b.hold_leases(["t1"]) == set()
+    assert await a.hold_leases(["missing", "t2"]) == {"t2"}
+    assert await a.hold_leases([]) == set()
     await a.update_task("t1", delivered=True)
-    assert not await a.hold_lease("t1")
+    assert await a.hold_leases(["t1", "t2"]) == {"t2"}
+
+
+async def test_hold_leases_binds_more_ids_than_one_statement_takes(backend: Backend) -> None:
+    a = await backend.open("a")
+    ids = await free_tasks(a, 1200)
+    assert len(await a.claim_tasks(2000)) == 1200
+    assert await a.hold_leases([*ids, "missing"]) == set(ids)
 
 
 async def test_release_lets_others_take_over_at_once(backend: Backend) -> None:
