@@ -89,7 +89,7 @@ class TrackerSettings:
     max_upload_bytes: int = 10 * 1024 * 1024
     fetch_concurrency: int = 8
     edit_concurrency: int = 8
-    download_concurrency: int = 16  # result pictures being fetched or waiting to be uploaded
+    download_concurrency: int = 32  # result pictures being fetched or waiting to be uploaded
     # Adaptive polling. A task is read every tick for `fresh_seconds` after it was submitted, changed
     # status or was resumed, and from `near_end_percent` (or when its pace says it ends within two
     # ticks); otherwise every `running_every` ticks while running and `queued_every` while waiting.
@@ -306,26 +306,38 @@ class PrioritySlots:
 
     @contextlib.asynccontextmanager
     async def hold(self, *, urgent: bool) -> AsyncIterator[None]:
-        await self._acquire(urgent)
+        await self.acquire(urgent=urgent)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, urgent: bool) -> None:
+    async def acquire(self, *, urgent: bool, unless: asyncio.Event | None = None) -> bool:
+        """Take a slot (True), or give up waiting as soon as `unless` is set (False)."""
         if self._free > 0 and not any(self._waiters):
             self._free -= 1
-            return
+            return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[0 if urgent else 1].append(future)
         try:
-            await future
+            if unless is None:
+                await future
+                return True
+            interrupt = asyncio.ensure_future(unless.wait())
+            try:
+                await asyncio.wait((future, interrupt), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                interrupt.cancel()
+            if future.done() and not future.cancelled():
+                return True  # handed to us, even if `unless` was set at the same moment
+            future.cancel()  # release() skips cancelled waiters
+            return False
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release()  # the slot was handed to us as we were cancelled: pass it on
+                self.release()  # the slot was handed to us as we were cancelled: pass it on
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         for waiters in self._waiters:
             while waiters:
                 future = waiters.popleft()
@@ -390,6 +402,10 @@ class Tracker:
         self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
         self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
         self._slots = PrioritySlots(settings.edit_concurrency)
+        # task id -> when its lease was last confirmed ours (time.monotonic: leases run in real time)
+        self._confirmed: dict[str, float] = {}
+        self._fence_next: tuple[set[str], asyncio.Future[set[str]]] | None = None  # ids for the next fence
+        self._fencer: asyncio.Task[None] | None = None
         self._downloads = asyncio.Semaphore(max(1, settings.download_concurrency))
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._kicks: dict[int, asyncio.Event] = {}  # wakes a channel's writer for an urgent write
@@ -410,18 +426,21 @@ class Tracker:
         restart). Called once at start-up; `_keep_leases` goes on taking over orphans later."""
         # One claim for all of them: with include_own the same rows come back on every call, so
         # batches would never end (lease upkeep claims the free ones in batches later).
-        claimed = self._adopt(await self._store.claim_tasks(RESUME_ALL, include_own=True))
+        asked = time.monotonic()
+        claimed = self._adopt(await self._store.claim_tasks(RESUME_ALL, include_own=True), asked)
         if claimed:
             log.info("Resumed tracking %d in-flight task(s)", claimed)
         return claimed
 
-    def _adopt(self, records: Sequence[TaskRecord]) -> int:
+    def _adopt(self, records: Sequence[TaskRecord], asked: float) -> int:
+        """Track claimed tasks; `asked` is when the claim was sent (time.monotonic: the leases run from no earlier)."""
         now = self._clock()
         adopted = 0
         for record in records:
             if record.id not in self._active and record.id not in self._delivered:
                 self._active[record.id] = record
                 self._watch[record.id] = _Watch(record.status, since=now, due=now, moved=now)
+                self._confirmed[record.id] = asked
                 adopted += 1
         return adopted
 
@@ -450,15 +469,20 @@ class Tracker:
         horizon = self._clock() - DELIVERED_MEMORY
         for task_id in [t for t, when in self._delivered.items() if when < horizon]:
             del self._delivered[task_id]
+        asked = time.monotonic()
         held = await self._store.renew_leases()
+        for task_id in held:
+            if task_id in self._active:
+                self._confirmed[task_id] = asked
         lost = [task_id for task_id in self._active if task_id not in held]
         for task_id in lost:
             log.warning("Task %s is tracked by another process now; letting it go", task_id)
             self.forget(task_id)
         taken = 0
         while True:
+            asked = time.monotonic()
             records = await self._store.claim_tasks(self.settings.claim_batch)
-            taken += self._adopt(records)
+            taken += self._adopt(records, asked)
             if len(records) < self.settings.claim_batch:
                 break
         if taken:
@@ -469,7 +493,14 @@ class Tracker:
     async def stop(self) -> None:
         """Cancel the loop, reads and writes in flight. Nothing is lost: what was not written is
         still undelivered in the database and resumes on the next start."""
-        running = (self._runner, self._leaser, self._saver, *self._polls.values(), *self._workers.values())
+        running = (
+            self._runner,
+            self._leaser,
+            self._saver,
+            self._fencer,
+            *self._polls.values(),
+            *self._workers.values(),
+        )
         tasks = [t for t in running if t is not None]
         for handle in self._retries.values():
             handle.cancel()
@@ -480,6 +511,10 @@ class Tracker:
         self._runner = None
         self._leaser = None
         self._saver = None
+        self._fencer = None
+        if self._fence_next is not None:
+            self._fence_next[1].cancel()
+            self._fence_next = None
         self._polls.clear()
         self._workers.clear()
         self._kicks.clear()
@@ -495,6 +530,7 @@ class Tracker:
     def forget(self, task_id: str) -> None:
         self._active.pop(task_id, None)
         self._watch.pop(task_id, None)
+        self._confirmed.pop(task_id, None)
         self._unsaved.pop(task_id, None)
         self._queue.discard(task_id)
         handle = self._retries.pop(task_id, None)
@@ -570,6 +606,10 @@ class Tracker:
             ended = replace(record, status=FAILURE, fail_reason=BOT_TIMEOUT_REASON, finished_at=wall)
             self._apply(record, ended, now)
         started: list[asyncio.Task[None]] = []
+        for ids in due.values():
+            # The furthest along first: batches go out a few at a time, and a finished task read in
+            # the first of them is on Discord a few hundred milliseconds sooner at scale.
+            ids.sort(key=lambda task_id: self._active[task_id].progress or 0, reverse=True)
         for name, ids in due.items():
             health = self._health.setdefault(name, _Health())
             if name in self._polls or health.not_before > now:
@@ -817,8 +857,9 @@ class Tracker:
                     break
                 task_id, urgent = item
                 self._writing.add(task_id)
+                kick.clear()  # from here on, set only by a result queued while this write waits
                 try:
-                    used = await self._write(task_id, urgent)
+                    used = await self._write(task_id, urgent, kick)
                 finally:
                     self._writing.discard(task_id)
                 if used:
@@ -842,32 +883,36 @@ class Tracker:
             await asyncio.sleep(wait)
             wait = self._global.wait_time(0)
 
-    async def _write(self, task_id: str, urgent: bool) -> bool:
+    async def _write(self, task_id: str, urgent: bool, result_waiting: asyncio.Event) -> bool:
         """Bring one task's message up to date. True if a request reached Discord (it counts
         against the channel's pace even when refused).
 
         A result is downloaded before a write slot is taken (at most `download_concurrency` at
         once, which also bounds the images held in memory): slots guard Discord writes, and a slow
-        image server must not hold them."""
+        image server must not hold them. A progress edit waiting for a slot steps back when a result
+        is queued in its channel (`result_waiting`): the channel's writer serves the result first."""
         record = self._active.get(task_id)
         if record is None or record.status == MODAL:
             return False
         try:
             if record.status in FINAL_STATUSES:
-                if not await self._still_ours(record.id):
-                    return False
                 async with self._downloads:
                     go, data = await self._fetch_result(record)
-                    if not go:
+                    if not go or not await self._still_ours(record.id):
                         return False
                     async with self._slots.hold(urgent=True):
                         if self._global is not None:
                             await self._global_turn()
                         return await self._deliver(record, data)
-            async with self._slots.hold(urgent=urgent):
+            if not await self._slots.acquire(urgent=urgent, unless=None if urgent else result_waiting):
+                self._queue.push(record.channel_id, task_id, urgent=False)  # after the result
+                return False
+            try:
                 if self._global is not None:
                     await self._global_turn()
                 return await self._update(record)
+            finally:
+                self._slots.release()
         except Exception:
             log.exception("Updating the message of task %s failed; will retry", task_id)
             self._retry_later(task_id, urgent)
@@ -897,17 +942,46 @@ class Tracker:
 
     async def _still_ours(self, task_id: str) -> bool:
         """Fence before a final post: only the process holding a task's lease delivers it, so a
-        process that stalled past its lease cannot post a result its successor posts too. When the
-        database cannot answer, deliver anyway: one process alone must not stall on a busy disk."""
-        try:
-            held = await self._store.hold_lease(task_id)
-        except Exception as exc:
-            log.warning("Could not confirm the lease of task %s (%s); delivering anyway", task_id, exc)
+        process that stalled past its lease cannot post a result its successor posts too.
+
+        A lease confirmed less than half a lease ago (claimed, renewed or fenced) cannot have been
+        taken over yet: no database round trip. Otherwise the task joins the next fence, one
+        transaction for every result waiting (`_fence`)."""
+        confirmed = self._confirmed.get(task_id)
+        if confirmed is not None and time.monotonic() - confirmed < self._store.lease_seconds / 2:
             return True
+        if self._fence_next is None:
+            self._fence_next = (set(), asyncio.get_running_loop().create_future())
+        ids, answer = self._fence_next
+        ids.add(task_id)
+        if self._fencer is None or self._fencer.done():
+            self._fencer = asyncio.create_task(self._fence(), name="mj-tracker-fence")
+        held = task_id in await asyncio.shield(answer)
         if not held:
             log.warning("Task %s is held by another process; it delivers the result", task_id)
             self.forget(task_id)
         return held
+
+    async def _fence(self) -> None:
+        """Confirm the leases of the results waiting to be posted, a batch per round trip. When the
+        database cannot answer, deliver anyway: one process alone must not stall on a busy disk."""
+        while self._fence_next is not None:
+            ids, answer = self._fence_next
+            self._fence_next = None
+            asked = time.monotonic()
+            try:
+                held = await self._store.hold_leases(sorted(ids))
+            except asyncio.CancelledError:
+                answer.cancel()
+                raise
+            except Exception as exc:
+                log.warning("Could not confirm the leases of %d task(s) (%s); delivering anyway", len(ids), exc)
+                held = ids
+            else:
+                for task_id in held:
+                    if task_id in self._active:
+                        self._confirmed[task_id] = asked
+            answer.set_result(held)
 
     async def _fetch_result(self, record: TaskRecord) -> tuple[bool, bytes | None]:
         """(go on, the picture to upload). The picture of a success is downloaded once, to be
@@ -955,6 +1029,7 @@ class Tracker:
             self._delivered[new.id] = self._clock()
         self._active.pop(new.id, None)
         self._watch.pop(new.id, None)
+        self._confirmed.pop(new.id, None)
         self._queue.discard(new.id)
         handle = self._retries.pop(new.id, None)
         if handle is not None:

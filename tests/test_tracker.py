@@ -286,6 +286,19 @@ async def test_priority_slots_serve_urgent_waiters_first() -> None:
     assert order == ["final", "progress"]
 
 
+async def test_priority_slots_give_up_waiting_when_told_and_leak_nothing() -> None:
+    slots = PrioritySlots(1)
+    result_queued = asyncio.Event()
+    async with slots.hold(urgent=True):
+        waiting = asyncio.create_task(slots.acquire(urgent=False, unless=result_queued))
+        await asyncio.sleep(0)
+        result_queued.set()
+        assert await waiting is False
+    assert await asyncio.wait_for(slots.acquire(urgent=False), 1.0) is True  # the slot came back
+    slots.release()
+    assert await slots.acquire(urgent=False, unless=result_queued) is True  # free: taken at once
+
+
 # ---- the tracker with fakes -----------------------------------------------------------------------
 
 
@@ -415,6 +428,74 @@ async def test_progress_that_moves_again_before_its_edit_left_is_sent_once_with_
     await settle(tracker)
     shown_percent = [(w[2]["embed"].fields[0].value.split()[-1]) for w in client.writes]
     assert shown_percent == ["20%", "40%", "40%", "40%"]  # the first task twice, the others once
+
+
+async def test_the_tasks_furthest_along_are_read_in_the_first_batch(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    records = [record(IN_PROGRESS, progress) for progress in (5, 90, 40, 75, 10, 60)]
+    upstream = FakeUpstream(tasks={r.id: as_task(r) for r in records})
+    tracker = await make_tracker(store, fetcher, upstream, records, clock=clock, batch_size=2, fetch_concurrency=1)
+    await tracker.run_cycle()
+    by_id = {r.id: r.progress for r in records}
+    assert [sorted(by_id[i] for i in call) for call in upstream.calls] == [[75, 90], [40, 60], [5, 10]]
+
+
+async def test_a_result_does_not_wait_behind_its_channels_progress_edit(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    client = FakeDiscordClient(gate=asyncio.Event())
+    elsewhere = shown(record(IN_PROGRESS, 10, channel_id=99))
+    running = shown(record(IN_PROGRESS, 10))
+    ending = shown(record(IN_PROGRESS, 50))
+    upstream = FakeUpstream(tasks={r.id: as_task(r) for r in (elsewhere, running, ending)})
+    tracker = await make_tracker(
+        store, fetcher, upstream, [elsewhere, running, ending], clock=clock, discord_client=client, edit_concurrency=1
+    )
+    upstream.tasks[elsewhere.id] = as_task(elsewhere, progress=20)
+    await ticks(tracker, clock, 1)  # the one write slot: held by channel 99's edit (Discord is slow)
+    upstream.tasks[running.id] = as_task(running, progress=20)
+    await ticks(tracker, clock, 1)  # channel 22's writer waits for a slot with a progress edit...
+    upstream.tasks[ending.id] = as_task(ending, status="SUCCESS", progress=100, image_url=None)
+    await ticks(tracker, clock, 1)  # ...when a result arrives in channel 22
+    assert client.gate is not None
+    client.gate.set()
+    await settle(tracker)
+    in_channel = [w[2]["content"] for w in client.writes if w[1] == 22]
+    assert len(in_channel) == 2 and "here you go" in in_channel[0]  # the result first, then the progress
+    assert ending.id not in tracker.active_ids
+
+
+class CountingStore(Store):
+    """The real store, counting lease fences (how many round trips the results cost)."""
+
+    fences: list[list[str]]
+
+    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]:
+        self.fences.append(list(task_ids))
+        return await super().hold_leases(task_ids)
+
+
+@pytest.mark.parametrize(("lease_seconds", "pause", "round_trips"), [(30.0, 0.0, 0), (0.6, 0.35, 1)])
+async def test_results_fence_their_leases_in_one_round_trip_or_none(
+    tmp_path: Path, fetcher: ImageFetcher, lease_seconds: float, pause: float, round_trips: int
+) -> None:
+    """Within half a lease of its claim a lease needs no check; later, results ready together share one."""
+    store = await CountingStore.open(tmp_path / "bot.sqlite3", lease_seconds=lease_seconds)
+    store.fences = []
+    try:
+        clock = Clock()
+        recs = [record(IN_PROGRESS, 80, channel_id=300 + i) for i in range(20)]
+        upstream = FakeUpstream(tasks={r.id: as_task(r) for r in recs})
+        tracker = await make_tracker(store, fetcher, upstream, recs, clock=clock, download_concurrency=20)
+        await asyncio.sleep(pause)  # past half the lease (not past the lease): the claim no longer vouches
+        upstream.tasks = {r.id: as_task(r, status="SUCCESS", progress=100, image_url=None) for r in recs}
+        await tracker.run_cycle()
+        await settle(tracker)
+        assert await store.count_tasks(delivered=False) == 0
+        assert len(store.fences) == round_trips
+        fenced = sorted(itertools.chain.from_iterable(store.fences))
+        assert fenced == (sorted(r.id for r in recs) if round_trips else [])
+    finally:
+        await store.close()
 
 
 # ---- the burst: real discord.py against the fake Discord's per-channel buckets ----------------------
