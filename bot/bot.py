@@ -114,21 +114,16 @@ class MJBot(commands.AutoShardedBot):
                 timeout=settings.api_timeout,
             )
         )
-        self.fetcher = ImageFetcher()
-        self.tracker = Tracker(
-            self,
-            self.store,
-            self.upstreams,
-            self.fetcher,
-            TrackerSettings(
-                # With push updates polling is only the safety net (MJ_API.md §8): PUSH_POLL_INTERVAL.
-                poll_interval=settings.tracker_poll_interval,
-                batch_size=settings.poll_batch_size,
-                task_timeout=settings.task_timeout,
-                stall_seconds=settings.stall_seconds,
-                max_upload_bytes=settings.max_upload_bytes,
-            ),
+        tracking = TrackerSettings(
+            # With push updates polling is only the safety net (MJ_API.md §8): PUSH_POLL_INTERVAL.
+            poll_interval=settings.tracker_poll_interval,
+            batch_size=settings.poll_batch_size,
+            task_timeout=settings.task_timeout,
+            stall_seconds=settings.stall_seconds,
+            max_upload_bytes=settings.max_upload_bytes,
         )
+        self.fetcher = ImageFetcher(max_connections=tracking.download_concurrency)
+        self.tracker = Tracker(self, self.store, self.upstreams, self.fetcher, tracking)
         self.keys = KeyRing(self.store, self.upstreams, cipher_from(settings), timeout=settings.api_timeout)
         await self.keys.load()  # ConfigError when stored keys cannot be decrypted
         self.policy = Policy(self.store, channel_info_from(self))

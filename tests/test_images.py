@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from PIL import Image
 
-from bot.errors import InputError
-from bot.images import SHRINK_FACTOR, check_image, sniff_image
+from bot.errors import InputError, TransientError
+from bot.images import SHRINK_FACTOR, ImageFetcher, check_image, sniff_image
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
@@ -55,3 +58,88 @@ def test_refuses_decompression_bombs() -> None:
     with pytest.raises(InputError) as caught:
         check_image(bomb, max_bytes=10**6)
     assert caught.value.key == "input.too_large"
+
+
+# ---- ImageFetcher: downloads from a real HTTP server on 127.0.0.1 ----------------------------------
+
+
+@pytest.fixture
+async def image_server() -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """Serves a PNG (declared length), the same without a length (chunked), a 500, a redirect."""
+    png = encode(Image.frombytes("RGB", (32, 32), os.urandom(32 * 32 * 3)), "PNG")  # about 3 KB
+    seen: list[web.Request] = []
+
+    async def sized(request: web.Request) -> web.Response:
+        seen.append(request)
+        return web.Response(body=png, content_type="image/png")
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(png), 100):
+            await response.write(png[start : start + 100])
+        await response.write_eof()
+        return response
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/sized.png")
+
+    app = web.Application()
+    app.router.add_get("/sized.png", sized)
+    app.router.add_get("/chunked.png", chunked)
+    app.router.add_get("/broken.png", broken)
+    app.router.add_get("/moved.png", moved)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_fetcher_downloads_follows_redirects_and_sends_no_credentials(
+    image_server: tuple[str, list[web.Request]],
+) -> None:
+    base, seen = image_server
+    fetcher = ImageFetcher()
+    try:
+        for path in ("/sized.png", "/chunked.png", "/moved.png"):
+            data = await fetcher.fetch(base + path, max_bytes=10**6)
+            assert data is not None and sniff_image(data) == "image/png"
+    finally:
+        await fetcher.aclose()
+    assert all("Authorization" not in r.headers and "mj-api-secret" not in r.headers for r in seen)
+
+
+@pytest.mark.parametrize("path", ["/sized.png", "/chunked.png"])
+async def test_fetcher_gives_up_on_an_image_over_the_cap(
+    image_server: tuple[str, list[web.Request]], path: str
+) -> None:
+    base, _ = image_server
+    fetcher = ImageFetcher()
+    try:
+        assert await fetcher.fetch(base + path, max_bytes=1000) is None  # declared or counted while streaming
+    finally:
+        await fetcher.aclose()
+
+
+async def test_fetcher_turns_failures_into_transient_errors(image_server: tuple[str, list[web.Request]]) -> None:
+    base, _ = image_server
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    fetcher = ImageFetcher(timeout=5.0)
+    try:
+        for url in (base + "/broken.png", f"http://127.0.0.1:{closed}/x.png", "http://[not a url/x.png"):
+            with pytest.raises(TransientError):
+                await fetcher.fetch(url, max_bytes=10**6)
+    finally:
+        await fetcher.aclose()
