@@ -247,7 +247,9 @@ class World:
 
     def __init__(self, sink: DiscordSink) -> None:
         self.sink = sink
-        self.sim = SimulatedProxy(flavor="relay", clock="time", progress_steps=3, image_size=64, seed=7)
+        self.sim = SimulatedProxy(
+            flavor="relay", clock="time", progress_steps=3, image_size=64, image_text=False, seed=7
+        )
         self.burst: set[str] = set()
         self.upstream_requests: dict[str, int] = {}
 

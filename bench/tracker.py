@@ -1,6 +1,7 @@
 """Benchmark of the tracker at scale (run by hand; not a test).
 
     python -m bench.tracker --tasks 1000,10000
+    python -m bench.tracker --processes 1,2,4 --db sqlite,postgres --tasks 2000   (bench/scale.py)
 
 For each N, a fresh process (so peak RSS is that N's own) starts the world in a child process
 (bench/sink.py: the simulated API with clock "time", and a Discord sink enforcing 5 writes per 5 s
@@ -205,12 +206,12 @@ async def run_one(args: argparse.Namespace) -> dict[str, Any]:
             client = BenchClient(intents=discord.Intents.none())
             await client.login(TOKEN)
             upstream = MJClient(UpstreamConfig(base_url=urls["sim"], api_key="", timeout=30.0))
-            fetcher = ImageFetcher()
             settings = TrackerSettings(
                 poll_interval=args.poll_interval,
                 batch_size=args.batch_size,
                 global_edits=max(1, args.global_limit - 5) if args.global_limit else 0,
             )
+            fetcher = ImageFetcher(max_connections=settings.download_concurrency)
             if args.unpaced:  # the control: no pacing of our own, so the sink's 429s show
                 settings = replace(settings, channel_edits=1_000_000, final_reserve=0)
             rss_before = current_rss_mb()
@@ -484,7 +485,8 @@ def burst_table(paced: dict[str, Any], unpaced: dict[str, Any] | None, *, markdo
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--tasks", default="1000,10000", help="comma-separated N values (default 1000,10000; '' for the burst only)"
+        "--tasks",
+        help="comma-separated N values (default 1000,10000; '' for the burst only; with --processes one N, 2000)",
     )
     parser.add_argument("--time-factor", type=float, default=1.0, help="divides the 30-90 s lifecycles")
     parser.add_argument("--stagger", type=float, default=30.0, help="starts spread over this many seconds")
@@ -511,6 +513,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="also run --burst tasks in one channel, paced and (control) unpaced",
     )
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--processes",
+        help="comma-separated process counts: run bench/scale.py instead (several trackers sharing the work)",
+    )
+    parser.add_argument("--db", default="sqlite,postgres", help="with --processes: sqlite, postgres or both")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--unpaced", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -544,6 +551,14 @@ def run_child(args: argparse.Namespace, n: int, *extra: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.processes:
+        from bench import scale  # imports this module: loaded only when asked for
+
+        tasks = [v for v in (args.tasks or "").split(",") if v.strip()]
+        scale.main(["--processes", args.processes, "--db", args.db, *(["--tasks", tasks[-1]] if tasks else [])])
+        return
+    if args.tasks is None:
+        args.tasks = "1000,10000"
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(logging.ERROR)
     logging.getLogger("bot.tracker").setLevel(logging.ERROR)  # 429 retries would flood the control run

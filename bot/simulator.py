@@ -279,6 +279,7 @@ class SimulatedProxy:
         list_by_condition_enabled: bool = True,
         image_size: int = 512,
         image_noise: bool = False,
+        image_text: bool = True,
         timeout_delay: float = 2.0,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -302,6 +303,7 @@ class SimulatedProxy:
         self.list_by_condition_enabled = list_by_condition_enabled
         self.image_size = max(64, image_size)
         self.image_noise = image_noise
+        self.image_text = image_text  # False: plain coloured tiles (benchmarks: text costs most of a render)
         self.timeout_delay = timeout_delay
         self.host = host
         self.port = port
@@ -1203,7 +1205,7 @@ class SimulatedProxy:
         if self.image_noise and not preview:
             image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
         else:
-            image = _draw(task, size)
+            image = _draw(task, size, text=self.image_text)
             if preview:
                 image = image.filter(ImageFilter.GaussianBlur(radius=max(2, size // 40)))
         out = io.BytesIO()
@@ -1291,10 +1293,16 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _draw(task: SimTask, size: int) -> Image.Image:
+def _draw(task: SimTask, size: int, *, text: bool = True) -> Image.Image:
     """A 2x2 grid with the prompt for grid actions, one picture for upscales and face swaps."""
     image = Image.new("RGB", (size, size), (24, 24, 28))
     draw = ImageDraw.Draw(image)
+    if not text:
+        half = size // 2
+        for n in range(4):
+            x, y = (n % 2) * half, (n // 2) * half
+            draw.rectangle((x, y, x + half - 1, y + half - 1), fill=_colour(task.hash, n))
+        return image
     text = task.prompt or task.description or task.action
     if task.kind == "grid":
         half = size // 2
