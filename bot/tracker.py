@@ -112,6 +112,10 @@ class TrackerSettings:
     global_edits: int = 0
     # Writes of each channel window that progress leaves free for final results and first posts.
     final_reserve: int = 2
+    # Progress edits per second, all channels together (0 = no cap). Progress is the optional part:
+    # at thousands of tasks it would take the CPU and Discord's bot-wide budget (50 requests/s) from
+    # results. Below the cap (about a hundred running tasks) it changes nothing.
+    progress_rate: float = 40.0
     # Tasks claimed per database round trip when taking over (start-up, or a process that died).
     claim_batch: int = 1000
 
@@ -298,10 +302,14 @@ class EditQueue:
 
 
 class PrioritySlots:
-    """A semaphore whose urgent waiters (final results) are served before the others."""
+    """A semaphore whose urgent waiters (final results) are served before the others, and of which
+    the others (progress edits) hold at most `others_limit` slots at once: the rest stay free for
+    results, whose download and checks would otherwise find every slot taken by progress."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, others_limit: int | None = None) -> None:
         self._free = max(1, size)
+        self._others_limit = max(1, min(self._free, others_limit if others_limit is not None else self._free))
+        self._others_held = 0
         self._waiters: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
 
     @contextlib.asynccontextmanager
@@ -310,13 +318,17 @@ class PrioritySlots:
         try:
             yield
         finally:
-            self.release()
+            self.release(urgent=urgent)
 
     async def acquire(self, *, urgent: bool, unless: asyncio.Event | None = None) -> bool:
         """Take a slot (True), or give up waiting as soon as `unless` is set (False)."""
-        if self._free > 0 and not any(self._waiters):
-            self._free -= 1
-            return True
+        if self._free > 0 and not self._waiters[0]:
+            # Others also wait their turn behind each other, and for their share.
+            if urgent or (not self._waiters[1] and self._others_held < self._others_limit):
+                self._free -= 1
+                if not urgent:
+                    self._others_held += 1
+                return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[0 if urgent else 1].append(future)
         try:
@@ -334,17 +346,79 @@ class PrioritySlots:
             return False
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release()  # the slot was handed to us as we were cancelled: pass it on
+                self.release(urgent=urgent)  # the slot was handed to us as we were cancelled: pass it on
             raise
 
-    def release(self) -> None:
-        for waiters in self._waiters:
-            while waiters:
-                future = waiters.popleft()
-                if not future.done():
-                    future.set_result(None)
-                    return
+    def release(self, *, urgent: bool) -> None:
+        if not urgent:
+            self._others_held -= 1
+        if self._hand_over(self._waiters[0]):
+            return
+        if self._others_held < self._others_limit and self._hand_over(self._waiters[1]):
+            self._others_held += 1
+            return
         self._free += 1
+
+    @staticmethod
+    def _hand_over(waiters: deque[asyncio.Future[None]]) -> bool:
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return True
+        return False
+
+
+class RateGate:
+    """At most `rate` passes per second (a burst of one second's worth), first come first served;
+    a waiter can be called away (`unless`). One timer for all waiters, so a thousand channels waiting
+    for a progress edit cost nothing until their turn."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._slack = max(0.0, 1.0 - self._interval)  # how far ahead passes may run: one second's worth
+        self._due = 0.0  # theoretical time of the next pass (GCRA): passes are spaced `_interval` apart
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _try_pass(self, now: float) -> bool:
+        if self._due - now > self._slack:
+            return False
+        self._due = max(self._due, now) + self._interval
+        return True
+
+    async def wait(self, unless: asyncio.Event) -> bool:
+        """True: pass now. False: `unless` was set first (no pass used)."""
+        if not self._waiters and self._try_pass(time.monotonic()):
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        self._schedule()
+        interrupt = asyncio.ensure_future(unless.wait())
+        try:
+            await asyncio.wait((future, interrupt), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            interrupt.cancel()
+            if not future.done():
+                future.cancel()  # _release skips it
+        return not future.cancelled()
+
+    def _schedule(self) -> None:
+        if self._timer is None and self._waiters:
+            delay = max(0.0, self._due - self._slack - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._release)
+
+    def _release(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        while self._waiters:
+            if self._waiters[0].done():
+                self._waiters.popleft()  # gave up waiting
+            elif self._try_pass(now):
+                self._waiters.popleft().set_result(None)
+            else:
+                break
+        self._schedule()
 
 
 @dataclass(slots=True)
@@ -401,7 +475,8 @@ class Tracker:
         self._queue = EditQueue()
         self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
         self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
-        self._slots = PrioritySlots(settings.edit_concurrency)
+        self._progress_gate = RateGate(settings.progress_rate) if settings.progress_rate > 0 else None
+        self._slots = PrioritySlots(settings.edit_concurrency, others_limit=max(1, settings.edit_concurrency // 2))
         # task id -> when its lease was last confirmed ours (time.monotonic: leases run in real time)
         self._confirmed: dict[str, float] = {}
         self._fence_next: tuple[set[str], asyncio.Future[set[str]]] | None = None  # ids for the next fence
@@ -859,7 +934,11 @@ class Tracker:
                 self._writing.add(task_id)
                 kick.clear()  # from here on, set only by a result queued while this write waits
                 try:
-                    used = await self._write(task_id, urgent, kick)
+                    if urgent or self._progress_gate is None or await self._progress_gate.wait(kick):
+                        used = await self._write(task_id, urgent, kick)
+                    else:  # a result was queued in this channel meanwhile: it goes first
+                        self._queue.push(channel_id, task_id, urgent=False)
+                        used = False
                 finally:
                     self._writing.discard(task_id)
                 if used:
@@ -912,7 +991,7 @@ class Tracker:
                     await self._global_turn()
                 return await self._update(record)
             finally:
-                self._slots.release()
+                self._slots.release(urgent=urgent)
         except Exception:
             log.exception("Updating the message of task %s failed; will retry", task_id)
             self._retry_later(task_id, urgent)

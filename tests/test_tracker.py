@@ -29,6 +29,7 @@ from bot.tracker import (
     ChannelPacer,
     EditQueue,
     PrioritySlots,
+    RateGate,
     Tracker,
     TrackerSettings,
     poll_every,
@@ -286,6 +287,46 @@ async def test_priority_slots_serve_urgent_waiters_first() -> None:
     assert order == ["final", "progress"]
 
 
+async def test_priority_slots_keep_a_share_free_for_results() -> None:
+    slots = PrioritySlots(4, others_limit=2)
+    assert await slots.acquire(urgent=False) and await slots.acquire(urgent=False)
+    third = asyncio.create_task(slots.acquire(urgent=False))
+    await asyncio.sleep(0)
+    assert not third.done()  # two slots free, but progress has its share
+    assert await asyncio.wait_for(slots.acquire(urgent=True), 1.0)  # a result gets one at once
+    slots.release(urgent=True)
+    assert not third.done()
+    slots.release(urgent=False)
+    assert await asyncio.wait_for(third, 1.0)
+
+
+async def test_rate_gate_passes_a_burst_then_spaces_the_rest_in_order() -> None:
+    gate = RateGate(20.0)  # one second's worth at once, then one per 50 ms
+    never = asyncio.Event()
+    assert all([await gate.wait(never) for _ in range(20)])
+    order: list[int] = []
+
+    async def wait(n: int) -> None:
+        assert await gate.wait(never)
+        order.append(n)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(wait(n) for n in range(4)))
+    assert order == [0, 1, 2, 3]
+    assert loop.time() - started >= 3 * 0.05 - 0.01  # spaced out, not all at once
+
+
+async def test_rate_gate_lets_a_waiter_go_when_called_away_and_keeps_its_pass() -> None:
+    gate = RateGate(1.0)
+    never, called = asyncio.Event(), asyncio.Event()
+    assert await gate.wait(never) and await gate.wait(never)  # the burst is used up
+    waiting = asyncio.create_task(gate.wait(called))
+    await asyncio.sleep(0)
+    called.set()
+    assert await asyncio.wait_for(waiting, 1.0) is False
+
+
 async def test_priority_slots_give_up_waiting_when_told_and_leak_nothing() -> None:
     slots = PrioritySlots(1)
     result_queued = asyncio.Event()
@@ -295,7 +336,7 @@ async def test_priority_slots_give_up_waiting_when_told_and_leak_nothing() -> No
         result_queued.set()
         assert await waiting is False
     assert await asyncio.wait_for(slots.acquire(urgent=False), 1.0) is True  # the slot came back
-    slots.release()
+    slots.release(urgent=False)
     assert await slots.acquire(urgent=False, unless=result_queued) is True  # free: taken at once
 
 
@@ -428,6 +469,27 @@ async def test_progress_that_moves_again_before_its_edit_left_is_sent_once_with_
     await settle(tracker)
     shown_percent = [(w[2]["embed"].fields[0].value.split()[-1]) for w in client.writes]
     assert shown_percent == ["20%", "40%", "40%", "40%"]  # the first task twice, the others once
+
+
+async def test_progress_edits_share_a_bot_wide_rate_and_results_do_not_wait_for_it(
+    store: Store, fetcher: ImageFetcher
+) -> None:
+    clock = Clock()
+    client = FakeDiscordClient()
+    running = [shown(record(IN_PROGRESS, 10, channel_id=400 + i)) for i in range(20)]
+    ending = shown(record(IN_PROGRESS, 90, channel_id=500))
+    upstream = FakeUpstream(tasks={r.id: as_task(r, progress=50) for r in running})
+    upstream.tasks[ending.id] = as_task(ending, status="SUCCESS", progress=100, image_url=None)
+    tracker = await make_tracker(
+        store, fetcher, upstream, [*running, ending], clock=clock, discord_client=client, progress_rate=5.0
+    )
+    await tracker.run_cycle()
+    await asyncio.sleep(0.3)
+    progress = [w for w in client.writes if w[1] != 500]
+    assert [w[1] for w in client.writes].count(500) == 1  # the result went at once
+    assert len(progress) <= 6  # one second's worth of progress (5), then one per 0.2 s
+    await settle(tracker)
+    assert len([w for w in client.writes if w[1] != 500]) == 20  # and is sent in the end
 
 
 async def test_the_tasks_furthest_along_are_read_in_the_first_batch(store: Store, fetcher: ImageFetcher) -> None:
