@@ -60,6 +60,8 @@ RESUME_ALL = 1_000_000
 DELIVERED_MEMORY = 600.0
 #: Counted on top of a channel's window: our clock and Discord's never agree to the millisecond.
 PACING_MARGIN = 0.05
+#: Seconds stop() waits for the last task updates to be stored.
+STOP_SAVE_GRACE = 5.0
 #: Longest wait before retrying a write Discord refused.
 MAX_WRITE_RETRY = 60.0
 # Columns the tracker changes; everything else in a row belongs to the cogs.
@@ -566,16 +568,11 @@ class Tracker:
         return len(lost), taken
 
     async def stop(self) -> None:
-        """Cancel the loop, reads and writes in flight. Nothing is lost: what was not written is
-        still undelivered in the database and resumes on the next start."""
-        running = (
-            self._runner,
-            self._leaser,
-            self._saver,
-            self._fencer,
-            *self._polls.values(),
-            *self._workers.values(),
-        )
+        """Cancel the loop, reads and writes in flight, then store what was noted (for at most
+        STOP_SAVE_GRACE s): above all which results were delivered, or the next start would upload
+        them again. Nothing is lost either way: what was not written is still undelivered in the
+        database and resumes on the next start."""
+        running = (self._runner, self._leaser, self._fencer, *self._polls.values(), *self._workers.values())
         tasks = [t for t in running if t is not None]
         for handle in self._retries.values():
             handle.cancel()
@@ -583,6 +580,13 @@ class Tracker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.flush(), timeout=STOP_SAVE_GRACE)
+        except Exception as exc:  # a locked or full database: the rows resume as they are
+            log.warning("Stopping: %d task update(s) not saved (%s)", len(self._unsaved) + len(self._finished), exc)
+        if self._saver is not None:
+            self._saver.cancel()
+            await asyncio.gather(self._saver, return_exceptions=True)
         self._runner = None
         self._leaser = None
         self._saver = None

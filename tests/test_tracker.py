@@ -536,6 +536,34 @@ class CountingStore(Store):
         return await super().hold_leases(task_ids)
 
 
+class SlowSavingStore(Store):
+    """The real store on a slow disk: each batch save takes a while."""
+
+    async def update_many(self, changes: Any) -> None:
+        await asyncio.sleep(0.2)
+        await super().update_many(changes)
+
+
+async def test_stopping_right_after_delivering_stores_the_delivery(tmp_path: Path, fetcher: ImageFetcher) -> None:
+    store = await SlowSavingStore.open(tmp_path / "bot.sqlite3")
+    try:
+        clock = Clock()
+        recs = [record(IN_PROGRESS, 80, channel_id=600 + i) for i in range(5)]
+        upstream = FakeUpstream(tasks={r.id: as_task(r, status="SUCCESS", progress=100, image_url=None) for r in recs})
+        client = FakeDiscordClient()
+        tracker = await make_tracker(store, fetcher, upstream, recs, clock=clock, discord_client=client)
+        await tracker.run_cycle()
+        for _ in range(500):  # the writes went out; their save is still on its way
+            if not tracker.pending_writes:
+                break
+            await asyncio.sleep(0.01)
+        assert len(client.writes) == 5
+        await tracker.stop()  # while the save of `delivered` is on its way
+        assert await store.count_tasks(delivered=False) == 0  # a restart would upload them again
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize(("lease_seconds", "pause", "round_trips"), [(30.0, 0.0, 0), (0.6, 0.35, 1)])
 async def test_results_fence_their_leases_in_one_round_trip_or_none(
     tmp_path: Path, fetcher: ImageFetcher, lease_seconds: float, pause: float, round_trips: int
