@@ -73,6 +73,10 @@ async def worker(spec: dict[str, Any]) -> None:
     tracker.start()
     print(json.dumps({"ready": resumed}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent says stop
+    for _ in range(200):  # as MJBot.close does: let the writes in flight land before stopping
+        if not tracker.pending_writes:
+            break
+        await asyncio.sleep(0.05)
     await tracker.flush()
     await tracker.stop()
     counters = tracker.counters
@@ -280,12 +284,15 @@ def takeover(r: dict[str, Any]) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    header = "| db | processes | tasks | tasks/s | completion-to-edit p95 | takeover after kill | duplicates | lost |"
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    header = (
+        "| db | processes | tasks | tasks/s | completion-to-edit p95 | takeover after kill | duplicates | lost "
+        "| marked delivered |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r['db']} | {r['processes']} | {r['tasks']} | {r['per_second']:.0f} | {r['p95']:.2f} s "
-            f"| {takeover(r)} | {r['duplicates']} | {r['lost']} |"
+            f"| {takeover(r)} | {r['duplicates']} | {r['lost']} | {r['db_delivered']} |"
         )
     return "\n".join(lines)
 
