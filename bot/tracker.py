@@ -303,6 +303,19 @@ class EditQueue:
                 del queue[channel_id]
 
 
+async def _granted_unless(future: asyncio.Future[None], unless: asyncio.Event) -> bool:
+    """Wait until `future` is granted (True) or `unless` is set first (False: the future is cancelled,
+    so whoever grants skips it). Granted wins a tie."""
+    interrupt = asyncio.ensure_future(unless.wait())
+    try:
+        await asyncio.wait((future, interrupt), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        interrupt.cancel()
+        if not future.done():
+            future.cancel()
+    return not future.cancelled()
+
+
 class PrioritySlots:
     """A semaphore whose urgent waiters (final results) are served before the others, and of which
     the others (progress edits) hold at most `others_limit` slots at once: the rest stay free for
@@ -337,15 +350,7 @@ class PrioritySlots:
             if unless is None:
                 await future
                 return True
-            interrupt = asyncio.ensure_future(unless.wait())
-            try:
-                await asyncio.wait((future, interrupt), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                interrupt.cancel()
-            if future.done() and not future.cancelled():
-                return True  # handed to us, even if `unless` was set at the same moment
-            future.cancel()  # release() skips cancelled waiters
-            return False
+            return await _granted_unless(future, unless)
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release(urgent=urgent)  # the slot was handed to us as we were cancelled: pass it on
@@ -396,14 +401,7 @@ class RateGate:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         self._schedule()
-        interrupt = asyncio.ensure_future(unless.wait())
-        try:
-            await asyncio.wait((future, interrupt), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            interrupt.cancel()
-            if not future.done():
-                future.cancel()  # _release skips it
-        return not future.cancelled()
+        return await _granted_unless(future, unless)
 
     def _schedule(self) -> None:
         if self._timer is None and self._waiters:
