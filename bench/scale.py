@@ -65,8 +65,7 @@ async def worker(spec: dict[str, Any]) -> None:
     upstream = MJClient(UpstreamConfig(base_url=spec["sim"], api_key="", timeout=30.0))
     fetcher = ImageFetcher()
     store = await open_store(spec["target"], owner=spec["owner"], lease_seconds=spec["lease_seconds"])
-    # claim_batch above the slice: Tracker.resume() never ends when a process already holds
-    # claim_batch or more of its own tasks (claim_tasks(include_own=True) keeps returning them).
+    # claim_batch above the slice: a survivor takes a dead worker's whole slice in one claim.
     settings = TrackerSettings(poll_interval=spec["poll_interval"], claim_batch=spec["claim_batch"])
     tracker = Tracker(client, store, {"default": upstream}, fetcher, settings)
     resumed = await tracker.resume()
