@@ -3,9 +3,12 @@
 Upstream side. One loop ticks every `poll_interval` and reads only the tasks that are due, per
 upstream, in batches (list-by-condition, or per-task fetch where a server lacks it). A task that was
 just submitted, started or resumed, or is near its end, is due every tick; one that waits in a queue
-or is mid-way is read every few ticks, so thousands of tasks cost a few requests per tick. An
-upstream that errors or answers slowly is read less and less often (up to `max_backoff`, at least
-its Retry-After), and the first failing batch stops that tick's other batches.
+or is mid-way is read every few ticks, so thousands of tasks cost a few requests per tick. When a
+tick has more batches than `fetch_concurrency`, they are spread over the interval, each task at its
+own fixed moment (`read_phase`): results then come in evenly instead of as one burst per tick that
+queues for the downloads and uploads. An upstream that errors or answers slowly is read less and
+less often (up to `max_backoff`, at least its Retry-After), and the first failing batch stops that
+tick's other batches.
 
 Discord side. A poll result becomes an edit only when what the message shows changed (a render
 fingerprint). Writes queue per channel, at most one per task, so progress that moves again before
@@ -32,6 +35,7 @@ import contextlib
 import io
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -90,6 +94,9 @@ class TrackerSettings:
     task_timeout: float = 3600.0
     max_upload_bytes: int = 10 * 1024 * 1024
     fetch_concurrency: int = 8
+    # Share of the interval over which a tick's batches are spread when there are more of them than
+    # `fetch_concurrency` (the rest of the interval is room for the last answers before the next tick).
+    read_spread: float = 0.75
     edit_concurrency: int = 8
     download_concurrency: int = 32  # result pictures being fetched or waiting to be uploaded
     # Adaptive polling. A task is read every tick for `fresh_seconds` after it was submitted, changed
@@ -168,6 +175,15 @@ def apply_update(record: TaskRecord, task: MJTask) -> TaskRecord:
             if extra:
                 changes["extra"] = {**record.extra, **extra}
     return replace(record, **changes)  # type: ignore[arg-type]
+
+
+def read_phase(task_id: str) -> float:
+    """Where in the poll interval a task is read when a tick's reads are spread, in [0, 1). Pure.
+
+    Fixed per task (a hash of its id, the same after a restart), so each task keeps being read
+    every interval, not sooner or later as other tasks come and go.
+    """
+    return zlib.crc32(task_id.encode()) / 2**32
 
 
 def poll_every(record: TaskRecord, in_status_for: float, settings: TrackerSettings) -> int:
@@ -683,10 +699,6 @@ class Tracker:
             ended = replace(record, status=FAILURE, fail_reason=BOT_TIMEOUT_REASON, finished_at=wall)
             self._apply(record, ended, now)
         started: list[asyncio.Task[None]] = []
-        for ids in due.values():
-            # The furthest along first: batches go out a few at a time, and a finished task read in
-            # the first of them is on Discord a few hundred milliseconds sooner at scale.
-            ids.sort(key=lambda task_id: self._active[task_id].progress or 0, reverse=True)
         for name, ids in due.items():
             health = self._health.setdefault(name, _Health())
             if name in self._polls or health.not_before > now:
@@ -721,20 +733,22 @@ class Tracker:
                 log.error("No upstream %r for %d task(s); they wait for it or their timeout", name, len(ids))
             return
         self._unknown.discard(name)
-        started = self._clock()
-        found, unread, error = await self._read_tasks(name, client, ids, alone=self._stalled(ids, started))
+        error, slowest = await self._read_tasks(name, client, ids, tick, alone=self._stalled(ids, self._clock()))
+        self._note_health(name, error, slowest, self._clock(), tick)
+        self._save_soon()
+
+    def _take_reads(self, ids: Sequence[str], found: Mapping[str, MJTask], tick: float) -> None:
+        """Apply one answer: each read task's new state (a task missing from a list answer is kept as
+        it was, and read again when next due)."""
         cpu = time.process_time()
         now = self._clock()
-        self._note_health(name, error, now - started, now, tick)
         for task_id in ids:
             record = self._active.get(task_id)
-            if record is None or record.status in FINAL_STATUSES or task_id in unread:
-                continue
+            if record is None or record.status in FINAL_STATUSES:
+                continue  # forgotten, or finished by a push meanwhile
             task = found.get(task_id)
-            new = apply_update(record, task) if task is not None else record
-            self._apply(record, new, now, tick=tick)
+            self._apply(record, apply_update(record, task) if task is not None else record, now, tick=tick)
         self.counters.cpu_seconds += time.process_time() - cpu
-        self._save_soon()
 
     def _stalled(self, ids: Sequence[str], now: float) -> set[str]:
         """Running tasks that have not moved for `stall_seconds` (and were not read alone since)."""
@@ -755,30 +769,42 @@ class Tracker:
         return stalled
 
     async def _read_tasks(
-        self, name: str, client: MJClient, ids: Sequence[str], *, alone: set[str] | frozenset[str] = frozenset()
-    ) -> tuple[dict[str, MJTask], set[str], BotError | None]:
-        """(tasks found, ids not read, the error that stopped reading). `alone` are read one by one
-        even where list-by-condition works. After one failed batch the rest of this tick's batches
-        are not sent: a failing upstream gets no burst of requests."""
+        self,
+        name: str,
+        client: MJClient,
+        ids: Sequence[str],
+        tick: float,
+        *,
+        alone: set[str] | frozenset[str] = frozenset(),
+    ) -> tuple[BotError | None, float]:
+        """Read `ids` and apply each answer as it comes: (the error that stopped reading, the longest
+        a request took). `alone` are read one by one even where list-by-condition works. After one
+        failed request the rest of this tick's are not sent: a failing upstream gets no burst."""
         self.counters.polled += len(ids)
-        found: dict[str, MJTask] = {}
-        unread: set[str] = set()
         error: BotError | None = None
+        slowest = 0.0
         use_list = name not in self._no_list
         size = max(1, self.settings.batch_size) if use_list else 1
+        concurrency = max(1, self.settings.fetch_concurrency)
+        ordered = sorted(ids, key=read_phase)
         # (ids, listed): a batch for list-by-condition, or one id to fetch on its own.
-        listed = [task_id for task_id in ids if task_id not in alone] if use_list else []
-        chunks = [(listed[i : i + size], True) for i in range(0, len(listed), size)]
-        chunks += [([task_id], False) for task_id in ids if not use_list or task_id in alone]
-        slots = asyncio.Semaphore(max(1, self.settings.fetch_concurrency))
+        listed = [task_id for task_id in ordered if task_id not in alone] if use_list else ordered
+        chunks = [(listed[i : i + size], use_list) for i in range(0, len(listed), size)]
+        # More batches than can go at once: each waits for its moment in the interval.
+        spread = self.settings.poll_interval * self.settings.read_spread if len(chunks) > concurrency else 0.0
+        chunks += [([task_id], False) for task_id in ordered if use_list and task_id in alone]
+        slots = asyncio.Semaphore(concurrency)
+        began = time.monotonic()
 
-        async def read(chunk: Sequence[str], batch: bool) -> None:
-            nonlocal error
+        async def read(index: int, chunk: Sequence[str], batch: bool) -> None:
+            nonlocal error, slowest
+            if spread and index > 0 and batch == use_list:
+                await asyncio.sleep(max(0.0, began + read_phase(chunk[0]) * spread - time.monotonic()))
             async with slots:
                 if error is not None:
-                    unread.update(chunk)
                     return
                 self.counters.upstream_requests += 1
+                sent = self._clock()
                 try:
                     if batch:
                         tasks = await client.list_by_ids(chunk)
@@ -792,22 +818,22 @@ class Tracker:
                     if name not in self._no_list:
                         log.info("Upstream %r has no list-by-condition; polling tasks one by one", name)
                         self._no_list.add(name)
-                    unread.update(chunk)  # read one by one from the next tick on
-                    return
+                    return  # read one by one from the next tick on
                 except BotError as exc:
                     self.counters.read_failures += 1
                     error = error or exc
-                    unread.update(chunk)
                     return
-                for task in tasks:
-                    found[task.id] = task
+                finally:
+                    slowest = max(slowest, self._clock() - sent)
+            self._take_reads(chunk, {task.id: task for task in tasks}, tick)
 
-        await asyncio.gather(*(read(chunk, batch) for chunk, batch in chunks))
-        return found, unread, error
+        await asyncio.gather(*(read(index, chunk, batch) for index, (chunk, batch) in enumerate(chunks)))
+        return error, slowest
 
     def _note_health(self, name: str, error: BotError | None, elapsed: float, now: float, tick: float) -> None:
-        """Space out reads of an upstream that fails or is slow (doubling, up to `max_backoff`, at
-        least its Retry-After); halve the spacing again after each good read."""
+        """Space out reads of an upstream that fails or is slow (`elapsed`: its slowest answer this
+        tick) (doubling, up to `max_backoff`, at least its Retry-After); halve the spacing again
+        after each good read."""
         health = self._health.setdefault(name, _Health())
         interval = self.settings.poll_interval
         cap = max(1.0, self.settings.max_backoff / interval)

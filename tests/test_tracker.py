@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from bot.tracker import (
     Tracker,
     TrackerSettings,
     poll_every,
+    read_phase,
 )
 from tests.fakes.discord import FakeDiscord
 
@@ -492,14 +494,38 @@ async def test_progress_edits_share_a_bot_wide_rate_and_results_do_not_wait_for_
     assert len([w for w in client.writes if w[1] != 500]) == 20  # and is sent in the end
 
 
-async def test_the_tasks_furthest_along_are_read_in_the_first_batch(store: Store, fetcher: ImageFetcher) -> None:
+async def test_more_batches_than_fetch_slots_are_spread_over_the_interval_and_applied_as_they_come(
+    store: Store, fetcher: ImageFetcher
+) -> None:
     clock = Clock()
-    records = [record(IN_PROGRESS, progress) for progress in (5, 90, 40, 75, 10, 60)]
-    upstream = FakeUpstream(tasks={r.id: as_task(r) for r in records})
-    tracker = await make_tracker(store, fetcher, upstream, records, clock=clock, batch_size=2, fetch_concurrency=1)
+    records = [record(IN_PROGRESS, 10) for _ in range(6)]
+    sent: list[float] = []  # when each batch went out (real time: the spread is real waiting)
+    moved: list[int] = []  # tasks already showing their new progress when each batch went out
+
+    class TimedUpstream(FakeUpstream):
+        async def list_by_ids(self, ids: Sequence[str]) -> list[MJTask]:
+            sent.append(time.monotonic())
+            moved.append(sum(tracker._active[r.id].progress == 50 for r in records))
+            return await super().list_by_ids(ids)
+
+    upstream = TimedUpstream(tasks={r.id: as_task(r, progress=50) for r in records})
+    tracker = await make_tracker(
+        store,
+        fetcher,
+        upstream,
+        records,
+        clock=clock,
+        batch_size=2,
+        fetch_concurrency=1,
+        poll_interval=0.5,
+        read_spread=1.0,
+    )
     await tracker.run_cycle()
-    by_id = {r.id: r.progress for r in records}
-    assert [sorted(by_id[i] for i in call) for call in upstream.calls] == [[75, 90], [40, 60], [5, 10]]
+    assert [task_id for call in upstream.calls for task_id in call] == sorted((r.id for r in records), key=read_phase)
+    for call, at in zip(upstream.calls[1:], sent[1:], strict=True):
+        assert at - sent[0] >= read_phase(call[0]) * 0.5 - 0.01  # not before the task's moment
+    assert moved == [0, 2, 4]  # each answer was applied before the next batch went out
+    assert all(r.progress == 50 for r in tracker._active.values())
 
 
 async def test_a_result_does_not_wait_behind_its_channels_progress_edit(store: Store, fetcher: ImageFetcher) -> None:
