@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from bot.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 from bot.config import ConfigError
 from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unauthorized
+from bot.store import NewApiKey
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -373,15 +374,17 @@ class KeyRing:
             if any(k.guild_id == guild_id and k.label.lower() == label.lower() for k in self._keys.values()):
                 raise InputError("admin.key_exists", label=label)
             key_id = await self._store.insert_api_key(
-                guild_id=guild_id,
-                label=label,
-                base_url=config.base_url,
-                auth_style=config.auth_style,
-                mode=config.mode,
-                priority=priority,
-                token=self.cipher.encrypt(config.api_key),
-                last4=last4(config.api_key),
-                added_by=added_by,
+                NewApiKey(
+                    guild_id=guild_id,
+                    label=label,
+                    base_url=config.base_url,
+                    auth_style=config.auth_style,
+                    mode=config.mode,
+                    priority=priority,
+                    token=self.cipher.encrypt(config.api_key),
+                    last4=last4(config.api_key),
+                    added_by=added_by,
+                )
             )
             row = await self._store.api_key_row(key_id)
             assert row is not None

@@ -51,6 +51,28 @@ def _retryable(exc: sqlite3.Error) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """An API key row to insert. `token` is already encrypted: the store never sees a plain secret."""
+
+    guild_id: int | None
+    label: str
+    base_url: str
+    auth_style: str
+    mode: str
+    priority: int
+    token: str
+    last4: str
+    added_by: int
+
+    def values(self) -> tuple[Any, ...]:
+        """In the order of `_NEW_API_KEY_COLUMNS`."""
+        return tuple(getattr(self, name) for name in _NEW_API_KEY_COLUMNS)
+
+
+_NEW_API_KEY_COLUMNS = tuple(f.name for f in fields(NewApiKey))
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRecord:
     """A task the bot submitted, and the Discord message that shows it."""
 
@@ -500,25 +522,12 @@ class Store:
             row = await cursor.fetchone()
         return dict(row) if row else None
 
-    async def insert_api_key(
-        self,
-        *,
-        guild_id: int | None,
-        label: str,
-        base_url: str,
-        auth_style: str,
-        mode: str,
-        priority: int,
-        token: str,
-        last4: str,
-        added_by: int,
-    ) -> int:
-        """`token` is already encrypted: the store never sees a plain secret."""
+    async def insert_api_key(self, key: NewApiKey) -> int:
         now = time.time()
         cursor = await self._db.execute(
-            "INSERT INTO api_keys (guild_id, label, base_url, auth_style, mode, priority, token, last4, added_by, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, label, base_url, auth_style, mode, priority, token, last4, added_by, now, now),
+            f"INSERT INTO api_keys ({', '.join(_NEW_API_KEY_COLUMNS)}, created_at, updated_at) "
+            f"VALUES ({', '.join('?' * (len(_NEW_API_KEY_COLUMNS) + 2))})",
+            (*key.values(), now, now),
         )
         key_id = cursor.lastrowid
         await cursor.close()
@@ -715,19 +724,7 @@ class Storage(Protocol):
 
     async def api_key_rows(self) -> list[dict[str, Any]]: ...
     async def api_key_row(self, key_id: int) -> dict[str, Any] | None: ...
-    async def insert_api_key(
-        self,
-        *,
-        guild_id: int | None,
-        label: str,
-        base_url: str,
-        auth_style: str,
-        mode: str,
-        priority: int,
-        token: str,
-        last4: str,
-        added_by: int,
-    ) -> int: ...
+    async def insert_api_key(self, key: NewApiKey) -> int: ...
     async def update_api_key(self, key_id: int, **changes: Any) -> None: ...
     async def bump_api_key_failure(self, key_id: int, reason: str) -> int: ...
     async def add_submit_slot(self, guild_id: int, user_id: int) -> int: ...

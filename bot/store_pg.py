@@ -19,7 +19,17 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bot.preferences import UserPrefs
-from bot.store import _COLUMNS, _INSERT_COLUMNS, Store, TaskRecord, _migrations, _to_db, default_owner
+from bot.store import (
+    _COLUMNS,
+    _INSERT_COLUMNS,
+    _NEW_API_KEY_COLUMNS,
+    NewApiKey,
+    Store,
+    TaskRecord,
+    _migrations,
+    _to_db,
+    default_owner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -371,39 +381,12 @@ class PostgresStore:
         row = await self._fetchrow("SELECT * FROM api_keys WHERE id = $1", key_id)
         return dict(row) if row else None
 
-    async def insert_api_key(
-        self,
-        *,
-        guild_id: int | None,
-        label: str,
-        base_url: str,
-        auth_style: str,
-        mode: str,
-        priority: int,
-        token: str,
-        last4: str,
-        added_by: int,
-    ) -> int:
-        """`token` is already encrypted: the store never sees a plain secret."""
+    async def insert_api_key(self, key: NewApiKey) -> int:
         now = time.time()
-        key_id = await self._run(
-            lambda c: c.fetchval(
-                "INSERT INTO api_keys (guild_id, label, base_url, auth_style, mode, priority, token, last4, added_by, "
-                "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                guild_id,
-                label,
-                base_url,
-                auth_style,
-                mode,
-                priority,
-                token,
-                last4,
-                added_by,
-                now,
-                now,
-            ),
-            write=True,
-        )
+        columns = (*_NEW_API_KEY_COLUMNS, "created_at", "updated_at")
+        placeholders = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+        query = f"INSERT INTO api_keys ({', '.join(columns)}) VALUES ({placeholders}) RETURNING id"
+        key_id = await self._run(lambda c: c.fetchval(query, *key.values(), now, now), write=True)
         return int(key_id)
 
     async def update_api_key(self, key_id: int, **changes: Any) -> None:

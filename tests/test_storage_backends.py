@@ -17,7 +17,7 @@ import pytest
 
 from bot.config import ConfigError
 from bot.preferences import UserPrefs
-from bot.store import Storage, Store, TaskRecord, _migrations, open_store
+from bot.store import NewApiKey, Storage, Store, TaskRecord, _migrations, open_store
 from tests.pg import (  # noqa: F401  (fixtures)
     Backend,
     PostgresServer,
@@ -53,7 +53,7 @@ async def add_key(store: Any, label: str = "main", guild_id: int | None = GUILD,
         added_by=7,
     )
     values.update(kw)
-    return int(await store.insert_api_key(**values))
+    return int(await store.insert_api_key(NewApiKey(**values)))
 
 
 SETTINGS: dict[str, Any] = dict(

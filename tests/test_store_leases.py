@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.store import TaskRecord
+from bot.store import NewApiKey, TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 
@@ -188,15 +188,17 @@ async def test_failure_counts_lose_no_increment(backend: Backend) -> None:
     a = await backend.open("a")
     b = await backend.open("b")
     key_id = await a.insert_api_key(
-        guild_id=None,
-        label="k",
-        base_url="https://x",
-        auth_style="bearer",
-        mode="",
-        priority=0,
-        token="tok",
-        last4="1234",
-        added_by=1,
+        NewApiKey(
+            guild_id=None,
+            label="k",
+            base_url="https://x",
+            auth_style="bearer",
+            mode="",
+            priority=0,
+            token="tok",
+            last4="1234",
+            added_by=1,
+        )
     )
     counts = await asyncio.gather(*(store.bump_api_key_failure(key_id, f"r{i}") for i in range(10) for store in (a, b)))
     assert sorted(counts) == list(range(1, 21))
