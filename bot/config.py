@@ -73,7 +73,9 @@ def _fernet_key(env: Mapping[str, str], name: str) -> str:
     from cryptography.fernet import Fernet
 
     try:
-        Fernet(value.encode("ascii"))
+        # Several, comma separated, while rotating: the first encrypts, all of them decrypt.
+        for key in value.split(","):
+            Fernet(key.strip().encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         # Never echo the value: it is a secret.
         raise ConfigError(

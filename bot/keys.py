@@ -16,12 +16,12 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bot.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 from bot.config import ConfigError
@@ -70,21 +70,38 @@ def last4(secret: str) -> str:
 
 
 class KeyCipher:
-    """Fernet around the secrets. Construct from KEY_ENCRYPTION_KEY (ValueError if malformed)."""
+    """Fernet around the secrets. Built from KEY_ENCRYPTION_KEY: one key, or several separated by
+    commas while rotating (the first encrypts, every one decrypts). ValueError if malformed."""
 
-    def __init__(self, key: str) -> None:
-        self._fernet = Fernet(key.strip().encode("ascii"))
+    def __init__(self, keys: str) -> None:
+        fernets = [Fernet(key.strip().encode("ascii")) for key in keys.split(",") if key.strip()]
+        if not fernets:
+            raise ValueError("no encryption key")
+        self._current = fernets[0]
+        self._any = MultiFernet(fernets)
 
     @staticmethod
     def generate() -> str:
         return Fernet.generate_key().decode("ascii")
 
     def encrypt(self, secret: str) -> str:
-        return self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
+        return self._current.encrypt(secret.encode("utf-8")).decode("ascii")
 
     def decrypt(self, token: str) -> str:
-        """Raises cryptography's InvalidToken when the token was made with another key."""
-        return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        """Raises cryptography's InvalidToken when the token was made with none of the keys."""
+        return self._any.decrypt(token.encode("ascii")).decode("utf-8")
+
+    def is_current(self, token: str) -> bool:
+        """Whether `token` was made with the first key (else `rotate` it)."""
+        try:
+            self._current.decrypt(token.encode("ascii"))
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, token: str) -> str:
+        """The same secret, encrypted with the first key."""
+        return self._any.rotate(token.encode("ascii")).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +275,22 @@ class KeyRing:
             self._install(key)
         if keys:
             log.info("Loaded %d API key(s) from the database", len(keys))
+            assert self.cipher is not None  # checked above
+            await self._rotate(self.cipher, [key for key in keys if not self.cipher.is_current(key.token)])
+
+    async def _rotate(self, cipher: KeyCipher, stale: Sequence[ApiKey]) -> None:
+        """Re-encrypt keys saved with an older KEY_ENCRYPTION_KEY (a later one in the list) with the
+        first, so the older one can be dropped from .env."""
+        for key in stale:
+            token = cipher.rotate(key.token)
+            await self._store.update_api_key(key.id, token=token, updated_at=time.time())
+            self._keys[key.id] = replace(key, token=token)
+        if stale:
+            log.info(
+                "Re-encrypted %d API key(s) with the first KEY_ENCRYPTION_KEY; remove the older key(s) from "
+                ".env once every bot process runs with the new one",
+                len(stale),
+            )
 
     async def refresh(self, max_age: float = REFRESH_SECONDS) -> None:
         """Reread the keys when the copy in memory is older than `max_age`: another bot process may

@@ -499,7 +499,7 @@ class Store:
     # ==== admin: API keys, guild settings, usage (issue 4; bot/keys.py and bot/policy.py) ==========
     # Rows come back as plain dicts; ApiKey.from_row / GuildSettings.from_row give them their types.
 
-    _API_KEY_CHANGES = frozenset({"enabled", "healthy", "failures", "last_error", "priority", "updated_at"})
+    _API_KEY_CHANGES = frozenset({"enabled", "healthy", "failures", "last_error", "priority", "token", "updated_at"})
     _GUILD_SETTINGS = (
         "daily_quota",
         "user_concurrent",

@@ -143,6 +143,24 @@ async def test_loading_needs_the_same_encryption_key(store: Store, upstreams: Up
     assert key is not None and upstreams[key.upstream].config.api_key == SECRET
 
 
+async def test_a_second_encryption_key_rotates_the_stored_keys_to_the_first(store: Store, upstreams: Upstreams) -> None:
+    old, new = KeyCipher.generate(), KeyCipher.generate()
+    first = await add(KeyRing(store, Upstreams(), KeyCipher(old)), "main")
+    ring = KeyRing(store, upstreams, KeyCipher(f"{new}, {old}"))
+    await ring.load()
+    key = ring.get(first.id)
+    assert key is not None and upstreams[key.upstream].config.api_key == SECRET
+    row = await store.api_key_row(first.id)
+    assert row is not None and row["token"] == key.token != first.token
+    assert KeyCipher(new).decrypt(row["token"]) == SECRET  # the old key is no longer needed
+    with pytest.raises(ConfigError, match="does not match"):
+        await KeyRing(store, Upstreams(), KeyCipher(old)).load()
+    again = Upstreams()
+    await KeyRing(store, again, KeyCipher(new)).load()
+    assert again[key.upstream].config.api_key == SECRET
+    await again.aclose()
+
+
 def test_the_bot_exits_2_with_one_line_when_stored_keys_cannot_be_decrypted(tmp_path: Path) -> None:
     database = tmp_path / "bot.sqlite3"
     cipher = KeyCipher(KeyCipher.generate())
@@ -364,6 +382,11 @@ def test_key_settings_are_read_and_checked() -> None:
     with pytest.raises(ConfigError, match="KEY_ENCRYPTION_KEY") as caught:
         Settings.from_env({**base, "KEY_ENCRYPTION_KEY": "not-a-fernet-key-secret"})
     assert "not-a-fernet-key-secret" not in str(caught.value)
+    rotating = Settings.from_env({**base, "KEY_ENCRYPTION_KEY": f"{key}, {KeyCipher.generate()}"})
+    assert rotating.key_encryption_key.startswith(key)
+    with pytest.raises(ConfigError, match="KEY_ENCRYPTION_KEY") as caught:
+        Settings.from_env({**base, "KEY_ENCRYPTION_KEY": f"{key},not-a-fernet-key-secret"})
+    assert "not-a-fernet-key-secret" not in str(caught.value) and key not in str(caught.value)
     with pytest.raises(ConfigError, match="OWNER_IDS"):
         Settings.from_env({**base, "OWNER_IDS": "me"})
 

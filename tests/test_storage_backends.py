@@ -173,8 +173,10 @@ async def test_api_keys(backend: Backend) -> None:
     row = await store.api_key_row(first)
     assert row is not None and (row["enabled"], row["healthy"], row["failures"], row["priority"]) == (0, 0, 3, 9)
     assert row["last_error"] == "401"
+    await store.update_api_key(first, token="gAAAA-rotated")  # re-encrypted with a new KEY_ENCRYPTION_KEY
+    assert (await store.api_key_row(first) or {})["token"] == "gAAAA-rotated"
     with pytest.raises(ValueError):
-        await store.update_api_key(first, token="x")
+        await store.update_api_key(first, guild_id=None)  # a key never moves to another server
     await store.update_api_key(first)  # nothing to change
     await store.delete_api_key(first)
     assert await store.api_key_row(first) is None

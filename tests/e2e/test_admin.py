@@ -368,6 +368,23 @@ async def test_stored_keys_without_the_encryption_key_stop_the_start_with_a_clea
         await runner.start(key_encryption_key=KeyCipher.generate())
 
 
+async def test_a_new_encryption_key_listed_first_takes_over_the_stored_keys(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, mj2: SimulatedProxy
+) -> None:
+    await start(runner)
+    await add_key(discord_fake, "good", mj2.base_url, GOOD_SECRET)
+    await runner.stop()
+    new = KeyCipher.generate()
+    await runner.start(key_encryption_key=f"{new},{FERNET}", key_allowed_hosts=("127.0.0.1",))
+    await runner.stop()
+    with pytest.raises(ConfigError, match="KEY_ENCRYPTION_KEY does not match"):
+        await runner.start(key_encryption_key=FERNET)  # the stored keys moved to the new one
+    bot = await runner.start(key_encryption_key=new, key_allowed_hosts=("127.0.0.1",))
+    await imagine_done(discord_fake, "an owl after the rotation")
+    assert len(mj2.submits("/submit/imagine")) == 1 and mj.submits() == []
+    assert bot.keys.find("good", discord_fake.guild.id) is not None
+
+
 # ---- limits and rules -----------------------------------------------------------------------------
 
 
