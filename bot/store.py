@@ -372,6 +372,17 @@ class Store:
         claimed = await self._write(claim)
         return sorted(claimed, key=lambda r: (r.created_at, r.id))
 
+    async def lease_census(self) -> tuple[int, int]:
+        """(undelivered tasks, other owners holding a live lease on one): a process taking over
+        orphans takes its fair share, not all of them."""
+        sql = (
+            "SELECT COUNT(*), COUNT(DISTINCT CASE WHEN lease_owner != ? AND lease_expires >= ? THEN lease_owner END) "
+            "FROM tasks WHERE delivered = 0"
+        )
+        async with self._db.execute(sql, (self.owner, time.time())) as cursor:
+            row = await cursor.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     async def renew_leases(self) -> set[str]:
         """Extend every lease this owner holds on an undelivered task; the ids it still holds (a task
         missing here was taken over by another process after our lease ran out)."""
@@ -710,6 +721,7 @@ class Storage(Protocol):
     async def count_tasks(self, *, delivered: bool | None = None) -> int: ...
 
     async def claim_tasks(self, limit: int, *, include_own: bool = False) -> list[TaskRecord]: ...
+    async def lease_census(self) -> tuple[int, int]: ...
     async def renew_leases(self) -> set[str]: ...
     async def hold_leases(self, task_ids: Sequence[str]) -> set[str]: ...
     async def release_leases(self) -> int: ...

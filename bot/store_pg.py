@@ -271,6 +271,16 @@ class PostgresStore:
         rows = await self._run(lambda c: c.fetch(sql, *params), write=True)
         return sorted((TaskRecord.from_row(row) for row in rows), key=lambda r: (r.created_at, r.id))
 
+    async def lease_census(self) -> tuple[int, int]:
+        """(undelivered tasks, other owners holding a live lease on one)."""
+        row = await self._fetchrow(
+            "SELECT COUNT(*), COUNT(DISTINCT lease_owner) FILTER (WHERE lease_owner <> $1 AND lease_expires >= $2) "
+            "FROM tasks WHERE delivered = 0",
+            self.owner,
+            time.time(),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     async def renew_leases(self) -> set[str]:
         """Extend every lease this owner holds on an undelivered task; the ids it still holds."""
         sql = (

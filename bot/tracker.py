@@ -24,8 +24,9 @@ resumes where it stopped and posts the result once.
 Several processes. Each tracks only the tasks it holds a lease on (a row's owner and expiry in the
 database): the ones it submitted, and free ones it claims. It renews its leases a few times per
 lease period, lets go of tasks another process took over, and takes over those whose process died
-(lease expired) or shut down (released). Before posting a final result it re-checks its lease, so
-a process that stalled past its lease cannot deliver what its successor delivers.
+(lease expired) or shut down (released), up to an even share of all tasks in flight. Before posting
+a final result it re-checks its lease, so a process that stalled past its lease cannot deliver what
+its successor delivers.
 """
 
 from __future__ import annotations
@@ -570,16 +571,25 @@ class Tracker:
             log.warning("Task %s is tracked by another process now; letting it go", task_id)
             self.forget(task_id)
         taken = 0
-        while True:
+        room = await self._fair_share_room()
+        while room > 0:
             asked = time.monotonic()
-            records = await self._store.claim_tasks(self.settings.claim_batch)
+            want = min(self.settings.claim_batch, room)
+            records = await self._store.claim_tasks(want)
             taken += self._adopt(records, asked)
-            if len(records) < self.settings.claim_batch:
+            room -= len(records)
+            if len(records) < want:
                 break
         if taken:
             log.info("Took over %d task(s) from a process that stopped", taken)
             self._wake.set()
         return len(lost), taken
+
+    async def _fair_share_room(self) -> int:
+        """How many free tasks to take over: up to an even share of all in flight among the live
+        processes, so the survivors of a crash split its tasks instead of the first one taking all."""
+        in_flight, others = await self._store.lease_census()
+        return -(-in_flight // (others + 1)) - len(self._active)
 
     async def stop(self) -> None:
         """Cancel the loop, reads and writes in flight, then store what was noted (for at most

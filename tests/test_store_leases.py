@@ -75,6 +75,18 @@ async def test_claims_are_oldest_first_limited_and_never_shared(backend: Backend
     assert {(await lease_of(backend, i))[0] for i in ids[2:]} == {"b"}
 
 
+async def test_lease_census_counts_undelivered_tasks_and_the_other_live_holders(backend: Backend) -> None:
+    a, b, c = [await backend.open(owner) for owner in "abc"]
+    await c.insert_many([make("c1", 1.0), make("c2", 2.0)])
+    await backend.sql("UPDATE tasks SET lease_expires = ? WHERE lease_owner = 'c'", time.time() - 1)  # c died
+    await a.insert_many([make("a1", 3.0), make("a2", 4.0)])
+    await b.insert_task(make("b1", 5.0))
+    await a.insert_task(make("done", 6.0, delivered=True))
+    assert await a.lease_census() == (5, 1)  # b only: c's leases ran out, a does not count itself
+    assert await b.lease_census() == (5, 1)
+    assert await c.lease_census() == (5, 2)
+
+
 async def test_delivered_tasks_are_never_claimed(backend: Backend) -> None:
     a = await backend.open("a")
     await a.insert_task(make("done", 50.0, delivered=True))

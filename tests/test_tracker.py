@@ -713,6 +713,31 @@ async def test_a_crashed_trackers_tasks_are_taken_over_after_its_lease_and_deliv
         await store_b.close()
 
 
+async def test_the_survivors_of_a_crash_split_its_tasks_evenly(tmp_path: Path, fetcher: ImageFetcher) -> None:
+    path = tmp_path / "shared.sqlite3"
+    stores = [
+        await Store.open(path, owner=owner, lease_seconds=lease) for owner, lease in (("c", 0.3), ("a", 30), ("b", 30))
+    ]
+    try:
+        clock = Clock()
+        recs = {
+            owner: [record(IN_PROGRESS, 40) for _ in range(count)] for owner, count in (("c", 6), ("a", 3), ("b", 3))
+        }
+        upstream = FakeUpstream(tasks={r.id: as_task(r) for rs in recs.values() for r in rs})
+        tracker_c, tracker_a, tracker_b = [
+            await make_tracker(store, fetcher, upstream, recs[store.owner], clock=clock) for store in stores
+        ]
+        await tracker_c.stop()  # c dies: its six leases run out
+        await asyncio.sleep(0.4)
+        assert await tracker_a.balance_leases() == (0, 3)  # 12 in flight, 2 live processes: 6 each
+        assert await tracker_b.balance_leases() == (0, 3)
+        assert len(tracker_a.active_ids) == len(tracker_b.active_ids) == 6
+        assert set(tracker_a.active_ids).isdisjoint(tracker_b.active_ids)
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_a_tracker_that_lost_its_lease_neither_delivers_nor_keeps_tracking(
     tmp_path: Path, fetcher: ImageFetcher
 ) -> None:
