@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -105,18 +105,11 @@ class KeyCipher:
 
 
 @dataclass(frozen=True, slots=True)
-class ApiKey:
-    """One stored key. `token` is the Fernet ciphertext; the plain secret is never kept here."""
+class ApiKey(NewApiKey):
+    """One stored key: the row as inserted plus its id and health. `token` is the Fernet ciphertext;
+    the plain secret is never kept here."""
 
     id: int
-    guild_id: int | None
-    label: str
-    base_url: str
-    auth_style: str
-    mode: str
-    priority: int
-    token: str = field(repr=False)
-    last4: str
     enabled: bool
     healthy: bool
     failures: int

@@ -60,7 +60,7 @@ class NewApiKey:
     auth_style: str
     mode: str
     priority: int
-    token: str
+    token: str = field(repr=False)
     last4: str
     added_by: int
 

@@ -84,7 +84,7 @@ async def test_stored_keys_are_encrypted_in_the_database_file(
 ) -> None:
     ring = KeyRing(store, upstreams, cipher)
     key = await add(ring, "main")
-    assert key.last4 == SECRET[-4:]
+    assert key.last4 == SECRET[-4:] and key.token not in repr(key)  # not even the ciphertext in logs
     row = await store.api_key_row(key.id)
     assert row is not None and cipher.decrypt(row["token"]) == SECRET
     await store.close()
