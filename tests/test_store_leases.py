@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.store import NewApiKey, TaskRecord
+from bot.store import TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
+from tests.test_storage_backends import add_key
 
 
 async def lease_of(backend: Backend, task_id: str) -> tuple[str | None, float | None]:
@@ -199,19 +200,7 @@ async def test_concurrent_claims_from_two_stores_are_disjoint_and_cover_all(back
 async def test_failure_counts_lose_no_increment(backend: Backend) -> None:
     a = await backend.open("a")
     b = await backend.open("b")
-    key_id = await a.insert_api_key(
-        NewApiKey(
-            guild_id=None,
-            label="k",
-            base_url="https://x",
-            auth_style="bearer",
-            mode="",
-            priority=0,
-            token="tok",
-            last4="1234",
-            added_by=1,
-        )
-    )
+    key_id = await add_key(a, "k", guild_id=None)
     counts = await asyncio.gather(*(store.bump_api_key_failure(key_id, f"r{i}") for i in range(10) for store in (a, b)))
     assert sorted(counts) == list(range(1, 21))
     row = await b.api_key_row(key_id)
