@@ -1205,7 +1205,7 @@ class SimulatedProxy:
         if self.image_noise and not preview:
             image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
         else:
-            image = _draw(task, size, text=self.image_text)
+            image = _draw(task, size, with_text=self.image_text)
             if preview:
                 image = image.filter(ImageFilter.GaussianBlur(radius=max(2, size // 40)))
         out = io.BytesIO()
@@ -1293,32 +1293,30 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _draw(task: SimTask, size: int, *, text: bool = True) -> Image.Image:
-    """A 2x2 grid with the prompt for grid actions, one picture for upscales and face swaps."""
+def _draw(task: SimTask, size: int, *, with_text: bool = True) -> Image.Image:
+    """A 2x2 grid with the prompt for grid actions, one picture for upscales and face swaps.
+    Without text: the same coloured tiles only (drawing text is most of a render)."""
     image = Image.new("RGB", (size, size), (24, 24, 28))
     draw = ImageDraw.Draw(image)
-    if not text:
-        half = size // 2
-        for n in range(4):
-            x, y = (n % 2) * half, (n // 2) * half
-            draw.rectangle((x, y, x + half - 1, y + half - 1), fill=_colour(task.hash, n))
-        return image
     text = task.prompt or task.description or task.action
     if task.kind == "grid":
         half = size // 2
-        label_font, text_font = _font(max(12, size // 8)), _font(max(8, size // 32))
+        if with_text:
+            label_font, text_font = _font(max(12, size // 8)), _font(max(8, size // 32))
+            wrapped = "\n".join(textwrap.wrap(text, width=max(10, half // max(5, size // 64)))[:4])
         for n in range(4):
             x, y = (n % 2) * half, (n // 2) * half
             draw.rectangle((x, y, x + half - 1, y + half - 1), fill=_colour(task.hash, n))
-            draw.text((x + 8, y + 4), str(n + 1), fill=(255, 255, 255), font=label_font)
-            wrapped = "\n".join(textwrap.wrap(text, width=max(10, half // max(5, size // 64)))[:4])
-            draw.multiline_text((x + 8, y + half // 2), wrapped, fill=(255, 255, 255), font=text_font)
+            if with_text:  # each quadrant's text right after its tile: at small sizes it runs over the next
+                draw.text((x + 8, y + 4), str(n + 1), fill=(255, 255, 255), font=label_font)
+                draw.multiline_text((x + 8, y + half // 2), wrapped, fill=(255, 255, 255), font=text_font)
     else:
         draw.rectangle((0, 0, size - 1, size - 1), fill=_colour(task.hash, task.index % 4))
-        label = "Face swap" if task.kind == "face" else f"Image #{task.index or 1}"
-        draw.text((12, 8), label, fill=(255, 255, 255), font=_font(max(12, size // 12)))
-        wrapped = "\n".join(textwrap.wrap(text, width=40)[:6])
-        draw.multiline_text((12, size // 2), wrapped, fill=(255, 255, 255), font=_font(max(8, size // 28)))
+        if with_text:
+            label = "Face swap" if task.kind == "face" else f"Image #{task.index or 1}"
+            draw.text((12, 8), label, fill=(255, 255, 255), font=_font(max(12, size // 12)))
+            wrapped = "\n".join(textwrap.wrap(text, width=40)[:6])
+            draw.multiline_text((12, size // 2), wrapped, fill=(255, 255, 255), font=_font(max(8, size // 28)))
     return image
 
 
