@@ -797,19 +797,20 @@ class Tracker:
         size = max(1, self.settings.batch_size) if use_list else 1
         concurrency = max(1, self.settings.fetch_concurrency)
         ordered = sorted(ids, key=read_phase)
-        # (ids, listed): a batch for list-by-condition, or one id to fetch on its own.
         listed = [task_id for task_id in ordered if task_id not in alone] if use_list else ordered
-        chunks = [(listed[i : i + size], use_list) for i in range(0, len(listed), size)]
-        # More batches than can go at once: each waits for its moment in the interval.
-        spread = self.settings.poll_interval * self.settings.read_spread if len(chunks) > concurrency else 0.0
-        chunks += [([task_id], False) for task_id in ordered if use_list and task_id in alone]
+        regular = [listed[i : i + size] for i in range(0, len(listed), size)]
+        # More batches than can go at once: each waits for its moment in the interval (the first goes now).
+        spread = self.settings.poll_interval * self.settings.read_spread if len(regular) > concurrency else 0.0
+        # (ids, listed, seconds into the read): a batch for list-by-condition, or one id to fetch on its own.
+        chunks = [(chunk, use_list, read_phase(chunk[0]) * spread if n else 0.0) for n, chunk in enumerate(regular)]
+        chunks += [([task_id], False, 0.0) for task_id in ordered if use_list and task_id in alone]
         slots = asyncio.Semaphore(concurrency)
         began = time.monotonic()
 
-        async def read(index: int, chunk: Sequence[str], batch: bool) -> None:
+        async def read(chunk: Sequence[str], batch: bool, at: float) -> None:
             nonlocal error, slowest
-            if spread and index > 0 and batch == use_list:
-                await asyncio.sleep(max(0.0, began + read_phase(chunk[0]) * spread - time.monotonic()))
+            if at:
+                await asyncio.sleep(max(0.0, began + at - time.monotonic()))
             async with slots:
                 if error is not None:
                     return
@@ -837,7 +838,7 @@ class Tracker:
                     slowest = max(slowest, self._clock() - sent)
             self._take_reads(chunk, {task.id: task for task in tasks}, tick)
 
-        await asyncio.gather(*(read(index, chunk, batch) for index, (chunk, batch) in enumerate(chunks)))
+        await asyncio.gather(*(read(chunk, batch, at) for chunk, batch, at in chunks))
         return error, slowest
 
     def _note_health(self, name: str, error: BotError | None, elapsed: float, now: float, tick: float) -> None:
