@@ -65,6 +65,12 @@ def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def fernet_keys(value: str) -> list[str]:
+    """KEY_ENCRYPTION_KEY's keys: one, or several separated by commas while rotating (the first
+    encrypts, all of them decrypt)."""
+    return [key.strip() for key in value.split(",")]
+
+
 def _fernet_key(env: Mapping[str, str], name: str) -> str:
     """Checked here so a typo stops the bot at start, not at the first key an admin adds."""
     value = _get(env, name)
@@ -73,9 +79,8 @@ def _fernet_key(env: Mapping[str, str], name: str) -> str:
     from cryptography.fernet import Fernet
 
     try:
-        # Several, comma separated, while rotating: the first encrypts, all of them decrypt.
-        for key in value.split(","):
-            Fernet(key.strip().encode("ascii"))
+        for key in fernet_keys(value):
+            Fernet(key.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
         # Never echo the value: it is a secret.
         raise ConfigError(

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bot.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
-from bot.config import ConfigError
+from bot.config import ConfigError, fernet_keys
 from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unauthorized
 from bot.store import NewApiKey
 
@@ -74,9 +74,7 @@ class KeyCipher:
     commas while rotating (the first encrypts, every one decrypts). ValueError if malformed."""
 
     def __init__(self, keys: str) -> None:
-        fernets = [Fernet(key.strip().encode("ascii")) for key in keys.split(",") if key.strip()]
-        if not fernets:
-            raise ValueError("no encryption key")
+        fernets = [Fernet(key.encode("ascii")) for key in fernet_keys(keys)]  # an empty one: ValueError
         self._current = fernets[0]
         self._any = MultiFernet(fernets)
 
