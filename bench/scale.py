@@ -72,10 +72,8 @@ async def worker(spec: dict[str, Any]) -> None:
     tracker.start()
     print(json.dumps({"ready": resumed}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent says stop
-    for _ in range(200):  # as MJBot.close does: let the writes in flight land before stopping
-        if not tracker.pending_writes:
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):  # as MJBot.close does: let the writes in flight land first
+        await asyncio.wait_for(tracker.drain(), 10.0)
     await tracker.flush()
     await tracker.stop()
     counters = tracker.counters

@@ -200,10 +200,8 @@ class MJBot(commands.AutoShardedBot):
         if self.is_closed() or not self.is_ready() or not tracker.pending_writes:
             return
         log.info("Shutdown: waiting for %d message update(s) to land", tracker.pending_writes)
-        for _ in range(int(SHUTDOWN_GRACE / 0.05)):  # the tracker has no "drained" event to wait on
-            if not tracker.pending_writes:
-                return
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(tracker.drain(), SHUTDOWN_GRACE)
         if tracker.pending_writes:
             log.warning("Shutdown: %d message update(s) did not land in time", tracker.pending_writes)
 

@@ -661,6 +661,12 @@ class Tracker:
         """Writes queued, being sent or waiting for a retry."""
         return len(self._queue) + len(self._writing) + len(self._retries)
 
+    async def drain(self) -> None:
+        """Wait until no write is pending, as before a clean stop (the caller bounds the wait)."""
+        # No "drained" event to wait on: writes end in several places (sent, dropped, retry timers).
+        while self.pending_writes:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
     async def _run(self) -> None:
         await self._client.wait_until_ready()
         interval = self.settings.poll_interval

@@ -528,6 +528,22 @@ async def test_more_batches_than_fetch_slots_are_spread_over_the_interval_and_ap
     assert all(r.progress == 50 for r in tracker._active.values())
 
 
+async def test_drain_waits_for_the_writes_in_flight(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    client = FakeDiscordClient(gate=asyncio.Event())
+    rec = shown(record(IN_PROGRESS, 10))
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec, progress=50)})
+    tracker = await make_tracker(store, fetcher, upstream, [rec], clock=clock, discord_client=client)
+    await tracker.run_cycle()  # one edit, held by a slow Discord
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(tracker.drain(), 0.2)
+    assert tracker.pending_writes == 1 and client.writes == []
+    assert client.gate is not None
+    client.gate.set()
+    await asyncio.wait_for(tracker.drain(), 5.0)
+    assert tracker.pending_writes == 0 and len(client.writes) == 1
+
+
 async def test_a_result_does_not_wait_behind_its_channels_progress_edit(store: Store, fetcher: ImageFetcher) -> None:
     clock = Clock()
     client = FakeDiscordClient(gate=asyncio.Event())
