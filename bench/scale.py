@@ -63,10 +63,10 @@ async def worker(spec: dict[str, Any]) -> None:
     client = BenchClient(intents=discord.Intents.none())
     await client.login(TOKEN)
     upstream = MJClient(UpstreamConfig(base_url=spec["sim"], api_key="", timeout=30.0))
-    fetcher = ImageFetcher()
     store = await open_store(spec["target"], owner=spec["owner"], lease_seconds=spec["lease_seconds"])
     # claim_batch above the slice: a survivor takes a dead worker's whole slice in one claim.
     settings = TrackerSettings(poll_interval=spec["poll_interval"], claim_batch=spec["claim_batch"])
+    fetcher = ImageFetcher(max_connections=settings.download_concurrency)  # as MJBot does
     tracker = Tracker(client, store, {"default": upstream}, fetcher, settings)
     resumed = await tracker.resume()
     tracker.start()
