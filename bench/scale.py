@@ -39,11 +39,11 @@ from aiohttp import web
 
 from bench.sink import DiscordSink
 from bench.tracker import TOKEN, BenchClient, percentile, rows_for
-from bot.client import MJClient, UpstreamConfig
 from bot.images import ImageFetcher
-from bot.simulator import SimulatedProxy
-from bot.store import open_store
-from bot.tracker import Tracker, TrackerSettings
+from bot.storage.sqlite import open_store
+from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.upstream.client import MJClient, UpstreamConfig
+from bot.upstream.simulator import SimulatedProxy
 
 log = logging.getLogger(__name__)
 

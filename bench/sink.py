@@ -38,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 
 log = logging.getLogger(__name__)
 

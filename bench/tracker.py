@@ -45,10 +45,10 @@ import aiohttp
 import discord
 
 from bot import render
-from bot.client import MJClient, UpstreamConfig
 from bot.images import ImageFetcher
-from bot.store import Store, TaskRecord
-from bot.tracker import Tracker, TrackerSettings
+from bot.storage.sqlite import Store, TaskRecord
+from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.upstream.client import MJClient, UpstreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         args.tasks = "1000,10000"
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(logging.ERROR)
-    logging.getLogger("bot.tracker").setLevel(logging.ERROR)  # 429 retries would flood the control run
+    logging.getLogger("bot.tracking.tracker").setLevel(logging.ERROR)  # 429 retries would flood the control run
     if args.one is not None:
         print(json.dumps(asyncio.run(run_one(args))), flush=True)
         return

@@ -91,7 +91,7 @@ class GracefulExit:
 
 async def run(settings: Settings) -> None:
     from bot.bot import MJBot
-    from bot.keys import check_key_config
+    from bot.upstream.keys import check_key_config
 
     await check_key_config(settings)  # before connecting: stored keys need KEY_ENCRYPTION_KEY
     async with MJBot(settings) as bot:

@@ -13,18 +13,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import MJClient, UpstreamConfig
 from bot.config import Settings
 from bot.errors import NotAllowed
 from bot.i18n import CatalogTranslator
 from bot.images import ImageFetcher
 from bot.jobs import Jobs
-from bot.keys import KeyRing, Upstreams, cipher_from
 from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
-from bot.store import Storage, open_store
-from bot.tracker import Tracker, TrackerSettings
-from bot.web import WebServer, load_secrets
+from bot.storage.sqlite import Storage, open_store
+from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.upstream.client import MJClient, UpstreamConfig
+from bot.upstream.keys import KeyRing, Upstreams, cipher_from
+from bot.web.server import WebServer, load_secrets
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class MJBot(commands.AutoShardedBot):
         await self.tree.set_translator(CatalogTranslator())
         base_url = settings.api_base
         if settings.uses_simulator:
-            from bot.simulator import SimulatedProxy
+            from bot.upstream.simulator import SimulatedProxy
 
             self._simulator = SimulatedProxy(clock="time", step_seconds=settings.simulator_step_seconds)
             base_url = await self._simulator.start()

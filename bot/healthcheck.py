@@ -1,7 +1,7 @@
 """`python -m bot.healthcheck`: the container's health probe (compose.yaml), exit 0 when healthy.
 
 Standard library only, since it runs every 30 s next to the bot. It asks the bot's own /health
-(bot/web.py), which reports the gateway and the database. Without a web server (no WEB_PORT or
+(bot/web/server.py), which reports the gateway and the database. Without a web server (no WEB_PORT or
 PUBLIC_URL) there is nothing to ask, so it reports healthy and Docker's restart policy alone
 covers a crash.
 """
@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
-DEFAULT_PORT = "8080"  # bot/web.py's port when only PUBLIC_URL is set
+DEFAULT_PORT = "8080"  # bot/web/server.py's port when only PUBLIC_URL is set
 
 
 def main() -> int:

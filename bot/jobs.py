@@ -15,13 +15,13 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
-from bot.client import MJClient
 from bot.errors import BotError, TaskNotFound
-from bot.keys import DEFAULT_UPSTREAM, REFUSALS, KeyRing, Upstreams
 from bot.models import MODAL, NOT_START, SubmitResult
 from bot.policy import GuildSettings, Policy
-from bot.store import Storage, TaskRecord
-from bot.tracker import Tracker
+from bot.storage.sqlite import Storage, TaskRecord
+from bot.tracking.tracker import Tracker
+from bot.upstream.client import MJClient
+from bot.upstream.keys import DEFAULT_UPSTREAM, REFUSALS, KeyRing, Upstreams
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _SUBMITS = frozenset({"imagine", "blend", "describe", "shorten", "action", "moda
 
 
 class _WithHook:
-    """An MJClient whose submits carry `notifyHook` (push updates, bot/web.py) unless the caller set
+    """An MJClient whose submits carry `notifyHook` (push updates, bot/web/server.py) unless the caller set
     one. Wrapping keeps the hook out of every `submit` lambda in cogs/."""
 
     def __init__(self, client: MJClient, hook: str) -> None:

@@ -22,7 +22,7 @@ from bot.errors import NotAllowed
 if TYPE_CHECKING:
     import discord
 
-    from bot.store import Storage, TaskRecord
+    from bot.storage.sqlite import Storage, TaskRecord
 
 DAY = 86400
 BUTTON_ACCESS = ("anyone", "owner")

@@ -23,7 +23,7 @@ from bot.models import (
     SUCCESS,
     MJButton,
 )
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
 
 # ---- custom ids (Discord limit: 100 characters) ---------------------------------------------------
 

@@ -9,16 +9,16 @@ import discord
 from discord.ext import commands
 
 from bot import render
-from bot.client import data_url
 from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.images import SHRINK_FACTOR, check_image
 from bot.jobs import Submit
 from bot.models import SubmitResult
-from bot.posting import send_task_message
 from bot.preferences import UserPrefs
 from bot.responder import locale_of, reply, report_error
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
+from bot.tracking.posting import send_task_message
+from bot.upstream.client import data_url
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -129,7 +129,7 @@ async def submit_from_command(
 
 async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRecord:
     """A click or modal created a task: post its message as a reply to its parent's message with the
-    bot token (bot/posting.py, shared with the web editor), else as a followup of the interaction."""
+    bot token (bot/tracking/posting.py, shared with the web editor), else as a followup of the interaction."""
     bot = interaction.client
     parts = render.render_task(record)
     message = await send_task_message(bot, bot.store, record, parts)

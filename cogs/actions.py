@@ -17,13 +17,13 @@ import discord
 from bot import render
 from bot.errors import BotError, InputError, TaskNotFound
 from bot.i18n import t
-from bot.inpaint import LINK_TTL
 from bot.models import SUCCESS
 from bot.policy import check_click
 from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt, with_zoom
 from bot.responder import locale_of, reply, report_error
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
+from bot.web.inpaint import LINK_TTL
 from cogs._shared import ItemsCog, post_for_click, submit_child, submit_click
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class PickModal(PromptModal):
 
 async def offer_region_editor(interaction: Interaction, parent: TaskRecord, index: int, locale: str) -> None:
     """Vary (Region) needs a mask drawn on the picture, which Discord cannot do: a private link to the
-    bot's web editor (bot/web.py), which submits and posts the result itself."""
+    bot's web editor (bot/web/server.py), which submits and posts the result itself."""
     web = interaction.client.web
     url = web.inpaint_url(parent.id, index, interaction.user.id, locale) if web is not None else None
     if url is None:

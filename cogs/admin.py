@@ -2,7 +2,7 @@
 
 Discord hides the group from members without Manage Server (default_permissions), but a modified
 client can still send it, so `interaction_check` checks every call again on our side. Secrets are
-typed into a modal, encrypted at once (bot/keys.py) and never shown, logged or echoed again.
+typed into a modal, encrypted at once (bot/upstream/keys.py) and never shown, logged or echoed again.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot import render
-from bot.client import UpstreamConfig
 from bot.errors import InputError, NotAllowed
 from bot.i18n import t
-from bot.keys import DEFAULT_UPSTREAM, ApiKey, KeyCheck, check_base_url, split_mode
 from bot.policy import DAY, GuildSettings, day_start, normalize_words, split_words
 from bot.responder import error_text, locale_of, reply, report_error
+from bot.upstream.client import UpstreamConfig
+from bot.upstream.keys import DEFAULT_UPSTREAM, ApiKey, KeyCheck, check_base_url, split_mode
 
 if TYPE_CHECKING:
     from bot.bot import MJBot

@@ -11,12 +11,12 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 
 from bot import render
-from bot.client import MJClient, data_url
 from bot.errors import BotError, InputError, TransientError
 from bot.images import check_image
 from bot.models import SubmitResult
 from bot.policy import check_click
 from bot.responder import report_error
+from bot.upstream.client import MJClient, data_url
 from cogs._shared import ItemsCog, begin, discard_thinking, read_image, submit_click, submit_from_command
 from cogs.imagine import BOT_TYPES
 

@@ -17,7 +17,7 @@ from bot.errors import BotError, InputError, UnsupportedAction
 from bot.i18n import t
 from bot.models import SUCCESS
 from bot.responder import locale_of, report_error
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
 from cogs._shared import ItemsCog
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from bot.i18n import t
 from bot.jobs import Submit
 from bot.models import CANCEL, FINAL_STATUSES
 from bot.responder import locale_of, reply, report_error
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
 from cogs._shared import ItemsCog, submit_click
 
 if TYPE_CHECKING:

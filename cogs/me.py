@@ -15,7 +15,7 @@ from bot.i18n import t
 from bot.models import FINAL_STATUSES, SUCCESS
 from bot.policy import DAY, day_start, discord_time
 from bot.responder import locale_of, reply
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
 
 if TYPE_CHECKING:
     from bot.bot import MJBot

@@ -16,7 +16,7 @@ from bot.errors import BotError, InputError
 from bot.images import EXTENSIONS, sniff_image
 from bot.models import SUCCESS
 from bot.responder import report_error
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
 from cogs._shared import discard_thinking
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ def tag_user_agent(instance: str) -> None:
 
 def compress_channel_window(seconds: float) -> None:
     import bot.bot as bot_module
-    from bot.tracker import TrackerSettings
+    from bot.tracking.tracker import TrackerSettings
 
     bot_module.TrackerSettings = functools.partial(TrackerSettings, channel_window=seconds)  # type: ignore[misc]
 

@@ -16,8 +16,8 @@ import pytest
 import bot.bot as bot_module
 from bot.bot import MJBot
 from bot.config import Settings
-from bot.simulator import SimulatedProxy
-from bot.tracker import TrackerSettings
+from bot.tracking.tracker import TrackerSettings
+from bot.upstream.simulator import SimulatedProxy
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 TOKEN = "fake-bot-token"

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import Storage, Store, open_store
+from bot.storage.sqlite import Storage, Store, open_store
 
 __all__ = [
     "BACKENDS",

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.client import MJClient, UpstreamConfig, _raise_for_answer, data_url
 from bot.errors import (
     BannedPrompt,
     InvalidRequest,
@@ -25,7 +24,8 @@ from bot.errors import (
     UnsupportedAction,
     UpstreamError,
 )
-from bot.simulator import SimulatedProxy
+from bot.upstream.client import MJClient, UpstreamConfig, _raise_for_answer, data_url
+from bot.upstream.simulator import SimulatedProxy
 
 KEY = "sk-test-TOPSECRET-0123456789abcdef"
 PNG = data_url(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16, "image/png")

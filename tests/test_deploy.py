@@ -74,8 +74,9 @@ def test_container_runs_unprivileged_keeps_data_and_checks_health() -> None:
 def test_web_files_ship_with_the_package() -> None:
     package_data = tomllib.loads(ROOT.joinpath("pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     for name in ("inpaint.html", "inpaint.js", "inpaint.css"):
-        assert resources.files("bot.static").joinpath(name).is_file()
-        assert any(Path(f"static/{name}").match(pattern) for pattern in package_data["bot"]), name
+        assert resources.files("bot.web.static").joinpath(name).is_file()
+        assert any(Path(f"static/{name}").match(pattern) for pattern in package_data["bot.web"]), name
+    assert any(Path("migrations/0001_initial.sql").match(pattern) for pattern in package_data["bot.storage"])
 
 
 def test_scale_out_compose_runs_one_process_per_shard_on_postgres() -> None:

@@ -1,4 +1,4 @@
-"""bot/keys.py: encryption at rest, the order keys are tried in, failover and health."""
+"""bot/upstream/keys.py: encryption at rest, the order keys are tried in, failover and health."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from cryptography.fernet import InvalidToken
 
-from bot.client import MJClient, UpstreamConfig
 from bot.config import ConfigError, Settings
 from bot.errors import InputError, NotAllowed, QueueFull, Unauthorized
 from bot.jobs import Jobs
-from bot.keys import (
+from bot.storage.sqlite import Store
+from bot.upstream.client import MJClient, UpstreamConfig
+from bot.upstream.keys import (
     UNHEALTHY_AFTER,
     ApiKey,
     KeyCipher,
@@ -29,8 +30,7 @@ from bot.keys import (
     key_id_of,
     split_mode,
 )
-from bot.simulator import SimulatedProxy
-from bot.store import Store
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import log_text
 
 SECRET = "sk-unit-test-secret-5d1e"

@@ -28,5 +28,5 @@ def test_bot_package_never_imports_cogs() -> None:
 
 
 def test_api_client_knows_nothing_about_discord() -> None:
-    text = ROOT.joinpath("bot", "client.py").read_text(encoding="utf-8")
+    text = ROOT.joinpath("bot", "upstream", "client.py").read_text(encoding="utf-8")
     assert not re.search(r"^\s*(from|import)\s+discord\b", text, re.MULTILINE)

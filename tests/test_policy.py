@@ -26,7 +26,7 @@ from bot.policy import (
     normalize_words,
     split_words,
 )
-from bot.store import Store, TaskRecord
+from bot.storage.sqlite import Store, TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ async def test_direct_messages_have_no_guild_rules(store: Store) -> None:
 def test_every_policy_admin_and_me_message_exists_in_every_language() -> None:
     used: set[str] = set()
     pattern = re.compile(r"""["']((?:policy|admin|me)\.[a-z_]+)["']""")
-    for name in ("bot/policy.py", "bot/keys.py", "cogs/admin.py", "cogs/me.py"):
+    for name in ("bot/policy.py", "bot/upstream/keys.py", "cogs/admin.py", "cogs/me.py"):
         used |= set(pattern.findall(ROOT.joinpath(name).read_text(encoding="utf-8")))
     # Keys built at runtime from a fixed set of values.
     used |= {f"admin.reason_{r}" for r in ("unauthorized", "quota")}

@@ -4,8 +4,8 @@ import re
 
 from bot import render
 from bot.models import MJTask
-from bot.store import TaskRecord
-from bot.tracker import apply_update
+from bot.storage.sqlite import TaskRecord
+from bot.tracking.tracker import apply_update
 
 HASH = "0ddb91a0-af46-4ae9-8e8e-c271074eb6e6"
 GRID = [

@@ -17,7 +17,7 @@ import pytest
 
 from bot.config import ConfigError
 from bot.preferences import UserPrefs
-from bot.store import NewApiKey, Storage, Store, TaskRecord, _migrations, open_store
+from bot.storage.sqlite import NewApiKey, Storage, Store, TaskRecord, _migrations, open_store
 from tests.pg import (  # noqa: F401  (fixtures)
     Backend,
     PostgresServer,
@@ -358,7 +358,7 @@ async def sqlite_schema(path: Path) -> tuple[dict[str, dict[str, tuple[str, bool
 
 
 async def postgres_schema(url: str) -> tuple[dict[str, dict[str, tuple[str, bool]]], set[str], int]:
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
     store = await PostgresStore.open(url)
     try:
@@ -410,7 +410,7 @@ def test_the_sqlite_loader_ignores_the_postgres_folder() -> None:
 
 async def test_concurrent_starts_migrate_once(postgres_server: PostgresServer) -> None:
     require_asyncpg()
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
     url = postgres_server.create_database()
     stores = await asyncio.gather(*(PostgresStore.open(url, owner=f"p{i}") for i in range(4)))
@@ -426,7 +426,7 @@ async def test_concurrent_starts_migrate_once(postgres_server: PostgresServer) -
 
 async def test_many_processes_claim_disjoint_tasks(postgres_server: PostgresServer) -> None:
     require_asyncpg()
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
     url = postgres_server.create_database()
     stores = [await PostgresStore.open(url, owner=f"p{i}") for i in range(4)]
@@ -446,7 +446,7 @@ async def test_many_processes_claim_disjoint_tasks(postgres_server: PostgresServ
 
 async def test_a_lost_connection_is_retried(postgres_server: PostgresServer) -> None:
     require_asyncpg()
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
     url = postgres_server.create_database()
     store = await PostgresStore.open(url)
@@ -469,7 +469,7 @@ async def test_other_errors_raise_at_once(postgres_server: PostgresServer, monke
     require_asyncpg()
     import asyncpg
 
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
     store = await PostgresStore.open(postgres_server.create_database())
     sleeps: list[float] = []
@@ -527,7 +527,7 @@ async def test_open_store_refuses_a_malformed_sqlite_url() -> None:
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
 async def test_open_store_opens_postgres(scheme: str, postgres_server: PostgresServer) -> None:
     require_asyncpg()
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
     url = postgres_server.create_database().replace("postgresql://", f"{scheme}://", 1)
     store = await open_store(url, owner="pg", lease_seconds=4.0)
@@ -539,6 +539,6 @@ async def test_open_store_opens_postgres(scheme: str, postgres_server: PostgresS
 
 async def test_open_store_without_asyncpg_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # import asyncpg -> ModuleNotFoundError
-    monkeypatch.delitem(sys.modules, "bot.store_pg", raising=False)
+    monkeypatch.delitem(sys.modules, "bot.storage.postgres", raising=False)
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[postgres\]'"):
         await open_store("postgresql://nobody@127.0.0.1:1/none")

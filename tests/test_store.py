@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.models import MJButton
-from bot.store import Store, TaskRecord
+from bot.storage.sqlite import Store, TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 from tests.test_storage_backends import add_key
 
@@ -212,7 +212,7 @@ def test_processes_opening_one_new_sqlite_file_at_once_all_start(tmp_path: Path)
     path = tmp_path / "fresh.sqlite3"
     code = (
         "import asyncio, sys\n"
-        "from bot.store import Store\n"
+        "from bot.storage.sqlite import Store\n"
         "async def main():\n"
         "    store = await Store.open(sys.argv[1])\n"
         "    print(await store.schema_version())\n"

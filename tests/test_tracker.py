@@ -19,13 +19,11 @@ import discord
 import pytest
 
 from bot import render
-from bot.client import MJClient, UpstreamConfig
 from bot.errors import QueueFull, TransientError
 from bot.images import ImageFetcher
 from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask
-from bot.simulator import SimulatedProxy
-from bot.store import Store, TaskRecord
-from bot.tracker import (
+from bot.storage.sqlite import Store, TaskRecord
+from bot.tracking.tracker import (
     BOT_TIMEOUT_REASON,
     ChannelPacer,
     EditQueue,
@@ -36,6 +34,8 @@ from bot.tracker import (
     poll_every,
     read_phase,
 )
+from bot.upstream.client import MJClient, UpstreamConfig
+from bot.upstream.simulator import SimulatedProxy
 from tests.fakes.discord import FakeDiscord
 
 TOKEN = "fake-bot-token"

@@ -15,7 +15,17 @@ from PIL import Image
 from bot.config import ConfigError, Settings
 from bot.errors import InputError
 from bot.i18n import CatalogTranslator, command_key
-from bot.inpaint import LINK_TTL, InpaintLink, LinkError, LinkSigner, Rect, Stroke, build_mask, link_id, parse_shapes
+from bot.web.inpaint import (
+    LINK_TTL,
+    InpaintLink,
+    LinkError,
+    LinkSigner,
+    Rect,
+    Stroke,
+    build_mask,
+    link_id,
+    parse_shapes,
+)
 
 KEY = bytes(range(32))
 

@@ -17,8 +17,8 @@ import pytest
 from bot.__main__ import setup_logging
 from bot.bot import MJBot
 from bot.config import ConfigError
-from bot.keys import KeyCipher
-from bot.simulator import SimulatedProxy
+from bot.upstream.keys import KeyCipher
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done, log_text
 from tests.fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeMember, FakeMessage, InteractionHandle
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import API_KEY, BotRunner, is_done
 from tests.fakes.discord import FakeDiscord, FakeMessage
 

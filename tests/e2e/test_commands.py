@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from bot.bot import MJBot
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import is_done
 from tests.fakes.discord import FakeDiscord, FakeMessage
 

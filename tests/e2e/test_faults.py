@@ -17,8 +17,8 @@ import pytest
 
 from bot.bot import MJBot
 from bot.models import FAILURE, SUCCESS
-from bot.simulator import SimulatedProxy
-from bot.store import Store, TaskRecord
+from bot.storage.sqlite import Store, TaskRecord
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done, log_text
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionHandle
 

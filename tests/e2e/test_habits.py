@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import API_KEY, BotRunner, is_done
 from tests.fakes.discord import FakeDiscord, FakeMessage
 

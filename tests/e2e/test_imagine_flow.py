@@ -8,7 +8,7 @@ import itertools
 from PIL import Image
 
 from bot.bot import MJBot
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
 from tests.fakes.discord import FakeDiscord, FakeMessage
 

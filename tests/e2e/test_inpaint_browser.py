@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
 from tests.e2e.test_ready import editor_link, finished_upscale, replies_to, web_settings
 from tests.fakes.discord import FakeDiscord

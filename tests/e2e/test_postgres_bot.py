@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.simulator import SimulatedProxy
-from bot.store_pg import PostgresStore
+from bot.storage.postgres import PostgresStore
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
 from tests.e2e.test_imagine_flow import button_id, imagine
 from tests.fakes.discord import FakeDiscord

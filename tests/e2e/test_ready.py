@@ -23,9 +23,9 @@ from PIL import Image
 
 from bot.__main__ import GracefulExit
 from bot.bot import MJBot
-from bot.inpaint import LinkSigner
 from bot.models import MJTask
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
+from bot.web.inpaint import LinkSigner
 from tests.conftest import API_KEY, BotRunner, is_done
 from tests.fakes.discord import FakeDiscord, FakeMessage, walk_components
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from bot.simulator import FINAL, SUCCESS, SimulatedProxy
-from bot.store import open_store
+from bot.storage.sqlite import open_store
+from bot.upstream.simulator import FINAL, SUCCESS, SimulatedProxy
 from tests.conftest import API_KEY, TOKEN, is_done
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMember, FakeMessage, InteractionHandle, RecordedRequest
 from tests.pg import PostgresServer, postgres_server_fixture, require_asyncpg  # noqa: F401

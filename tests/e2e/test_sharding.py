@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.simulator import SimulatedProxy
+from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import TOKEN, BotRunner, is_done
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMember, FakeMessage
 

@@ -3,7 +3,7 @@
 Optional: it runs when PUBLIC_URL or WEB_PORT is set. Everything reachable from outside is either
 harmless (/health) or guarded by a secret in the path: the notify hook by NOTIFY_SECRET (the API
 server cannot sign its callbacks, MJ_API.md §8), the editor by a signed short-lived link
-(bot/inpaint.py). Paths carry those secrets, so no request path is ever logged.
+(bot/web/inpaint.py). Paths carry those secrets, so no request path is ever logged.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import discord
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
-from bot import inpaint
 from bot.config import ConfigError, Settings
 from bot.errors import BotError, InputError, TransientError
 from bot.i18n import normalize, t
 from bot.images import sniff_image
 from bot.models import MJTask
 from bot.responder import error_text
-from bot.store import Storage, TaskRecord
+from bot.storage.sqlite import Storage, TaskRecord
+from bot.web import inpaint
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -90,7 +90,7 @@ class _EditorImage:
 
 
 def _static(name: str) -> str:
-    return resources.files("bot.static").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("bot.web.static").joinpath(name).read_text(encoding="utf-8")
 
 
 def _image_size(data: bytes) -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Posting a new task's message with the bot token, as a reply to its parent's message.
 
-Shared by button clicks (cogs/) and the Vary (Region) web editor (bot/web.py), which has no
+Shared by button clicks (cogs/) and the Vary (Region) web editor (bot/web/server.py), which has no
 interaction to answer: both need "post it where the parent is, then track it", so it lives here.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from bot.store import Storage, TaskRecord
+from bot.storage.sqlite import Storage, TaskRecord
 
 if TYPE_CHECKING:
     from bot.jobs import Jobs

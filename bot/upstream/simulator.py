@@ -11,7 +11,7 @@ Pillow-drawn PNGs. The clock is either "reads" (each read of a task advances it 
 deterministic for tests) or "time" (one step every `step_seconds`: the try-it mode). Fault knobs
 (fail_next, next_submit_code, ...) produce the error shapes real servers send.
 
-Run standalone: python -m bot.simulator --port 8080 --flavor relay --clock time
+Run standalone: python -m bot.upstream.simulator --port 8080 --flavor relay --clock time
 """
 
 from __future__ import annotations

@@ -50,10 +50,10 @@ from bot import render
 from bot.errors import BotError, TaskNotFound, UnsupportedAction
 from bot.images import EXTENSIONS, ImageFetcher, sniff_image
 from bot.models import FAILURE, FINAL_STATUSES, IN_PROGRESS, MODAL, SUCCESS, MJTask, result_extra
-from bot.store import Storage, TaskRecord
+from bot.storage.sqlite import Storage, TaskRecord
 
 if TYPE_CHECKING:
-    from bot.client import MJClient
+    from bot.upstream.client import MJClient
 
 log = logging.getLogger(__name__)
 
@@ -1233,7 +1233,7 @@ class Tracker:
         if watch is not None:
             watch.write_failures = 0
 
-    # ---- push updates (issue 6: bot/web.py) ------------------------------------------------------
+    # ---- push updates (issue 6: bot/web/server.py) ------------------------------------------------------
 
     async def ingest(self, task: MJTask) -> bool:
         """A pushed task (notifyHook): take it now instead of at its next poll, which stays the safety net.

@@ -23,14 +23,14 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from bot.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 from bot.config import ConfigError, fernet_keys
 from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unauthorized
-from bot.store import NewApiKey
+from bot.storage.sqlite import NewApiKey
+from bot.upstream.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.store import Storage
+    from bot.storage.sqlite import Storage
 
 log = logging.getLogger(__name__)
 
@@ -512,7 +512,7 @@ def cipher_from(settings: Settings) -> KeyCipher | None:
 
 async def check_key_config(settings: Settings) -> None:
     """Before connecting to Discord: stored keys must be decryptable with KEY_ENCRYPTION_KEY."""
-    from bot.store import open_store
+    from bot.storage.sqlite import open_store
 
     store = await open_store(settings.database)
     upstreams = Upstreams()

@@ -1,9 +1,9 @@
-"""PostgreSQL (asyncpg) storage: the same methods and values as `bot.store.Store`, for several bot
+"""PostgreSQL (asyncpg) storage: the same methods and values as `bot.storage.sqlite.Store`, for several bot
 processes sharing one database (issue 8).
 
-The schema mirrors SQLite's column for column (bot/migrations/postgres/, same version numbers), with
+The schema mirrors SQLite's column for column (bot/storage/migrations/postgres/, same version numbers), with
 integers kept as 0/1 where SQLite keeps booleans, so callers cannot tell which backend they talk to.
-Only this module imports asyncpg, and only `bot.store.open_store` imports this module.
+Only this module imports asyncpg, and only `bot.storage.sqlite.open_store` imports this module.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from bot.preferences import UserPrefs
-from bot.store import (
+from bot.storage.sqlite import (
     _COLUMNS,
     _INSERT_COLUMNS,
     _NEW_API_KEY_COLUMNS,

@@ -1,7 +1,7 @@
 """Vary (Region): signed editor links, the mask, and the two-step submit.
 
 A Discord button cannot open an image editor, so the click answers (privately) with a link to the
-bot's own web page (bot/web.py). The link is the only credential the page has: an HMAC over task,
+bot's own web page (bot/web/server.py). The link is the only credential the page has: an HMAC over task,
 button, user, language and expiry, valid for LINK_TTL seconds and good for one submit.
 
 The mask follows MJ_API_DETAILS.md §7.3: a PNG of the image's pixel size, fully opaque, white where
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageDraw
 
 from bot import render
-from bot.client import data_url
 from bot.errors import BotError, InputError
 from bot.models import SUCCESS
-from bot.posting import post_tracked
 from bot.prompts import clean_prompt
-from bot.store import TaskRecord
+from bot.storage.sqlite import TaskRecord
+from bot.tracking.posting import post_tracked
+from bot.upstream.client import data_url
 
 if TYPE_CHECKING:
     import discord

@@ -1,7 +1,7 @@
 """Persistent state behind one narrow interface.
 
 `Store` is the only owner of the database connection. The rest of the bot talks to it through the
-methods below and never sees SQL; `bot.store_pg.PostgresStore` implements the same methods (the
+methods below and never sees SQL; `bot.storage.postgres.PostgresStore` implements the same methods (the
 `Storage` protocol) on PostgreSQL, and `open_store` picks one from DATABASE_URL.
 """
 
@@ -26,7 +26,7 @@ from bot.models import MJButton
 from bot.preferences import UserPrefs
 
 if TYPE_CHECKING:
-    from bot.store_pg import PostgresStore
+    from bot.storage.postgres import PostgresStore
 
 try:
     import fcntl
@@ -154,9 +154,9 @@ def _migration_lock(path: str | Path) -> Iterator[None]:
 
 
 def _migrations(folder: str = "") -> list[tuple[int, str]]:
-    """(version, script) in order: SQLite's from bot/migrations, PostgreSQL's from its subfolder."""
+    """(version, script) in order: SQLite's from bot/storage/migrations, PostgreSQL's from its subfolder."""
     found: list[tuple[int, str]] = []
-    root = resources.files("bot.migrations")
+    root = resources.files("bot.storage.migrations")
     for entry in (root / folder if folder else root).iterdir():
         name = entry.name
         if entry.is_file() and name.endswith(".sql") and name[:4].isdigit():
@@ -507,7 +507,7 @@ class Store:
         )
         await self._db.commit()
 
-    # ==== admin: API keys, guild settings, usage (issue 4; bot/keys.py and bot/policy.py) ==========
+    # ==== admin: API keys, guild settings, usage (issue 4; bot/upstream/keys.py and bot/policy.py) ==========
     # Rows come back as plain dicts; ApiKey.from_row / GuildSettings.from_row give them their types.
 
     _API_KEY_CHANGES = frozenset({"enabled", "healthy", "failures", "last_error", "priority", "token", "updated_at"})
@@ -782,7 +782,7 @@ async def open_store(
     if not is_postgres(target):
         return await Store.open(sqlite_path(target), owner=owner, lease_seconds=lease_seconds)
     try:
-        from bot.store_pg import PostgresStore
+        from bot.storage.postgres import PostgresStore
     except ModuleNotFoundError as exc:
         if exc.name != "asyncpg":
             raise
