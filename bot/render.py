@@ -138,6 +138,42 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
+# ---- text from upstreams and members: shown, never obeyed -----------------------------------------
+
+ZWSP = "\u200b"
+#: @everyone/@here, users <@1> <@!1>, roles <@&1>, channels <#1>, slash commands </x:1>.
+_MENTION = re.compile(r"@(everyone|here)\b|<(?=[@#]|/[^\s>]+:\d+>)", re.IGNORECASE)
+#: What makes Discord markdown act rather than show: masked links ([text](url)), headings and
+#: sub-text at a line start (# big, -# small), and quotes that could pose as the bot's own lines.
+_BRACKET = re.compile(r"[\[\]]")
+_LINE_MARK = re.compile(r"^([ \t]*)(#{1,3}|-#|>>>|>)(?=\s)", re.MULTILINE)
+
+
+def neutralize_mentions(text: str) -> str:
+    """Mentions that can neither ping nor render as a mention: a zero-width space after the '@' of
+    @everyone/@here and after the '<' of <@id>, <@&id>, <#id> and </command:id>. Plain text (button
+    labels) shows no markdown, so this is all it needs."""
+
+    def breaking(match: re.Match[str]) -> str:
+        return f"@{ZWSP}{match.group(1)}" if match.group(1) else f"<{ZWSP}"
+
+    return _MENTION.sub(breaking, text)
+
+
+def neutralize(text: str) -> str:
+    """Text someone else wrote (a failure reason, a prompt, describe/shorten results) made safe for
+    an embed or a message: mentions broken (neutralize_mentions), masked links shown as their
+    brackets and address, and headings/quotes at a line start shown as the characters they are.
+    Discord hides the backslashes, so a reader sees the text as written."""
+    text = _BRACKET.sub(lambda m: "\\" + m.group(0), neutralize_mentions(text))
+    return _LINE_MARK.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text)
+
+
+def fenced(text: str) -> str:
+    """`text` inside a ``` code block that it cannot close early (a ``` in it gets a zero-width space)."""
+    return "```\n" + text.replace("```", f"`{ZWSP}``") + "\n```"
+
+
 def result_filename(record: TaskRecord, extension: str = "png") -> str:
     return f"mj_{record.id}.{extension}"
 
@@ -170,13 +206,15 @@ def explain_failure(reason: str, locale: str) -> str:
     reason = (reason or "").strip()
     if reason.startswith("bot:"):  # reasons the bot itself set are already message keys
         return t(reason[4:], locale)
+    if not reason:
+        return t("failure.unknown", locale)
+    # The server's words: shown as text, so they can neither ping nor pose as a link or a heading.
+    shown = " ".join(neutralize(reason).split())
     for key, pattern in _FAILURE_PATTERNS:
         if pattern.search(reason):
             plain = t(key, locale)
-            return f"{plain}\n-# {truncate(reason, 300)}"
-    if not reason:
-        return t("failure.unknown", locale)
-    return t("failure.other", locale, reason=truncate(reason, 500))
+            return f"{plain}\n-# {truncate(shown, 300)}"
+    return t("failure.other", locale, reason=truncate(shown, 500))
 
 
 def _emoji_for(button: MJButton) -> str:
@@ -231,7 +269,7 @@ def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     for index, button in enumerate(record.buttons):
         if _REFUSED.match(button.custom_id) or _BOT_SIDE.match(button.custom_id):
             continue
-        label = truncate(button.label, 80)
+        label = truncate(neutralize_mentions(button.label), 80)
         emoji = _emoji_for(button)
         if not label and not emoji:
             label = truncate(button.custom_id.split("::")[2] if "::" in button.custom_id else "?", 80)
@@ -334,19 +372,19 @@ def _body_text(record: TaskRecord, locale: str) -> str:
     """The main text of a result: the prompt, or the candidates of describe/shorten."""
     if record.action == "DESCRIBE" and record.status == SUCCESS:
         candidates = record.extra.get("candidates", [])
-        lines = [f"**{i + 1}.** {truncate(c, 900)}" for i, c in enumerate(candidates)]
+        lines = [f"**{i + 1}.** {truncate(neutralize(c), 900)}" for i, c in enumerate(candidates)]
         return "\n\n".join(lines) or t("result.no_candidates", locale)
     if record.action == "SHORTEN" and record.status == SUCCESS:
-        analysis = truncate(record.extra.get("analysis", ""), 1500)
+        analysis = truncate(neutralize(record.extra.get("analysis", "")), 1500)
         options = record.extra.get("options", [])
-        lines = [f"**{i + 1}.** {truncate(o, 400)}" for i, o in enumerate(options)]
+        lines = [f"**{i + 1}.** {truncate(neutralize(o), 400)}" for i, o in enumerate(options)]
         parts = []
         if analysis:
             parts.append(f"**{t('result.important_tokens', locale)}**\n{analysis}")
         parts.append(f"**{t('result.shortened', locale)}**\n" + "\n".join(lines))
         return "\n\n".join(parts)
     prompt = record.final_prompt or record.prompt
-    return truncate(prompt, 3500) if prompt else ""
+    return truncate(neutralize(prompt), 3500) if prompt else ""
 
 
 def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts:

@@ -34,3 +34,31 @@ def test_with_zoom_replaces_existing_zoom() -> None:
 def test_with_zoom_refuses_out_of_range(zoom: str) -> None:
     with pytest.raises(InputError):
         with_zoom("cat", zoom)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "\u200b\u200b\u200b",  # zero-width spaces
+        "\u3164\u3164",  # Hangul fillers
+        "\u2800 \u200d \u2060",  # blank Braille, zero-width joiner, word joiner
+        "\u200e\u200f\u202e",  # direction marks and overrides
+        "\U000e0061\U000e0062",  # tag characters
+        "\u3000\u00a0",  # ideographic and no-break spaces
+    ],
+)
+def test_a_prompt_of_only_invisible_characters_is_refused(prompt: str) -> None:
+    with pytest.raises(InputError) as caught:
+        clean_prompt(prompt)
+    assert caught.value.key == "input.empty_prompt"
+
+
+def test_invisible_characters_before_parameters_do_not_count_as_a_description() -> None:
+    with pytest.raises(InputError) as caught:
+        clean_prompt("\u200b\u3164 --ar 16:9")
+    assert caught.value.key == "input.only_params"
+
+
+@pytest.mark.parametrize("prompt", ["👨\u200d👩\u200d👧 family", "猫", "e\u0301", "🐈"])
+def test_visible_text_with_joiners_or_marks_is_kept_as_typed(prompt: str) -> None:
+    assert clean_prompt(prompt) == prompt

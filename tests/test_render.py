@@ -151,3 +151,65 @@ def test_apply_update_keeps_unknown_status_and_describe_candidates() -> None:
     updated = apply_update(record(action="DESCRIBE"), described)  # type: ignore[arg-type]
     assert updated.extra["candidates"] == ["red fox", "blue fox", "green fox", "gold fox"]
     assert [s.emoji for s in render.result_buttons(updated)] == ["1️⃣", "2️⃣", "3️⃣", "4️⃣", "🔄"]
+
+
+# ---- text from upstreams is shown, not obeyed -------------------------------------------------------
+
+HOSTILE = "[Free Nitro](https://evil.example) @everyone @here <@123456789012345678> <@&987654321098765432> <#42>"
+PINGS = re.compile(r"@everyone|@here|<@!?\d+>|<@&\d+>|<#\d+>|</[^>]+:\d+>")
+MASKED_LINK = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(")
+
+
+def shown_text(parts: render.MessageParts) -> str:
+    embed = parts.embed.to_dict()
+    fields = " ".join(f"{f['name']} {f['value']}" for f in embed.get("fields", []))
+    labels = " ".join(b.label for b in parts.buttons)
+    return f"{parts.content} {embed.get('title', '')} {embed.get('description', '')} {fields} {labels}"
+
+
+def assert_inert(text: str, own_mention: str = "") -> None:
+    assert PINGS.findall(text.replace(own_mention, "")) == [], text
+    assert MASKED_LINK.search(text) is None, text
+
+
+def test_a_failure_reason_cannot_ping_or_link() -> None:
+    failed = record(status="FAILURE", fail_reason=HOSTILE + "\n# Your account is banned\n-# see above")
+    parts = render.render_task(failed)
+    assert_inert(shown_text(parts), own_mention="<@5>")
+    assert "evil.example" in shown_text(parts)  # shown, as text, with its real address
+    assert "\n#" not in parts.embed.fields[0].value  # no heading of the server's making
+
+
+def test_a_prompt_from_the_server_cannot_ping_or_link() -> None:
+    task = MJTask.from_json(
+        {"id": "1748339100123456", "status": "IN_PROGRESS", "progress": "10%", "properties": {"finalPrompt": HOSTILE}}
+    )
+    assert task is not None
+    parts = render.render_task(apply_update(record(), task))
+    assert_inert(shown_text(parts), own_mention="<@5>")
+
+
+def test_describe_and_shorten_results_cannot_ping_or_link() -> None:
+    described = record(action="DESCRIBE", status="SUCCESS", extra={"candidates": [HOSTILE, "a cat"]})
+    shortened = record(action="SHORTEN", status="SUCCESS", extra={"analysis": HOSTILE, "options": [HOSTILE]})
+    for task in (described, shortened):
+        assert_inert(shown_text(render.render_task(task)), own_mention="<@5>")
+
+
+def test_button_labels_from_the_server_cannot_ping() -> None:
+    buttons = [{"customId": f"MJ::JOB::upsample::1::{HASH}", "label": "@everyone <@&987654321098765432>"}]
+    parts = render.render_task(finished(buttons))
+    labels = " ".join(b.label for b in parts.buttons)
+    assert "everyone" in labels and PINGS.findall(labels) == []
+
+
+def test_neutralized_text_keeps_every_visible_character() -> None:
+    text = "a [cat](dog) @everyone <@1> # not a heading"
+    shown = render.neutralize(text)
+    assert shown.replace("\\", "").replace(render.ZWSP, "") == text
+    assert render.neutralize("a cat --ar 16:9") == "a cat --ar 16:9"
+
+
+def test_a_fenced_block_cannot_be_closed_from_inside() -> None:
+    block = render.fenced("a ``` @everyone")
+    assert block.startswith("```\n") and block.endswith("\n```") and block.count("```") == 2
