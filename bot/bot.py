@@ -136,7 +136,7 @@ class MJBot(commands.AutoShardedBot):
             web_server = WebServer(self, settings, await load_secrets(self.store, settings))
             await web_server.start()
             self.web = web_server
-            self.jobs.notify_hook = web_server.notify_hook
+            self.jobs.notify_hooks = web_server.notify_hook
         if settings.sync_commands:
             await self.sync_commands_if_changed()
 

@@ -58,11 +58,13 @@ class Jobs:
         self.tracker = tracker
         self.keys = keys
         self.policy = policy
-        #: Set by the bot when its web server can receive pushes (PUBLIC_URL); None = poll only.
-        self.notify_hook: str | None = None
+        #: Set by the bot when its web server can receive pushes (PUBLIC_URL): an upstream's name ->
+        #: the notifyHook its submits carry (each upstream its own). None = poll only.
+        self.notify_hooks: Callable[[str], str | None] | None = None
 
-    def _hooked(self, client: MJClient) -> MJClient:
-        return client if not self.notify_hook else _WithHook(client, self.notify_hook)  # type: ignore[return-value]
+    def _hooked(self, client: MJClient, upstream: str) -> MJClient:
+        hook = self.notify_hooks(upstream) if self.notify_hooks is not None else None
+        return client if not hook else _WithHook(client, hook)  # type: ignore[return-value]
 
     def client(self, upstream: str = "default") -> MJClient:
         client = self.upstreams.get(upstream) or self.upstreams.get("default")
@@ -133,7 +135,7 @@ class Jobs:
             if mode and isinstance(self.upstreams, Upstreams):
                 name = self.upstreams.with_mode(name, mode)
             try:
-                result = await submit(self._hooked(self.client(name)))
+                result = await submit(self._hooked(self.client(name), name))
             except REFUSALS as refused:
                 error = refused
                 if self.keys is not None:
@@ -197,7 +199,9 @@ class Jobs:
         if self.policy is not None:
             # The prompt is new text: the guild's banned words apply to it too.
             await self.policy.check_prompt(record.guild_id, prompt)
-        result = await self._hooked(self.client(record.upstream)).modal(record.id, prompt, mask_base64=mask_base64)
+        result = await self._hooked(self.client(record.upstream), record.upstream).modal(
+            record.id, prompt, mask_base64=mask_base64
+        )
         now = time.time()
         record = replace(
             record,

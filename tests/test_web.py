@@ -4,7 +4,9 @@ the new settings."""
 from __future__ import annotations
 
 import io
+import struct
 import time
+import zlib
 from dataclasses import replace
 
 import discord
@@ -23,9 +25,11 @@ from bot.web.inpaint import (
     Rect,
     Stroke,
     build_mask,
+    check_picture_size,
     link_id,
     parse_shapes,
 )
+from bot.web.server import _image_size, notify_token, notify_upstream
 
 KEY = bytes(range(32))
 
@@ -79,6 +83,20 @@ def test_a_link_signed_with_another_key_is_refused() -> None:
         LinkSigner(KEY).verify(token)
 
 
+def test_a_link_has_one_spelling_so_it_cannot_claim_several_submits() -> None:
+    signer = LinkSigner(KEY)
+    token, _ = signer.new_link("42", 1, 7, "en", now=time.time())
+    head, tail = token.split(".")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # A 32-byte MAC leaves two unused bits in its last character: four characters decode alike.
+    same_bytes = [c for c in last if c != tail[-1] and (last.index(c) >> 2) == (last.index(tail[-1]) >> 2)]
+    spellings = [f"{head}.{tail}=", f"{head}=.{tail}", f"{head}.{tail[:-1]}{same_bytes[0]}", f"{head}.{tail}\n"]
+    for spelling in spellings:
+        with pytest.raises(LinkError):
+            signer.verify(spelling)
+    assert signer.verify(token).task_id == "42"
+
+
 def test_the_one_submit_claim_is_keyed_by_the_signature() -> None:
     signer = LinkSigner(KEY)
     first, _ = signer.new_link("42", 1, 7, "en", now=1000.0)
@@ -122,6 +140,28 @@ def test_a_selection_outside_the_picture_is_refused() -> None:
     with pytest.raises(InputError) as refused:
         build_mask(100, 100, [Rect(150, 150, 190, 190)])
     assert refused.value.key == "web.empty_selection"
+
+
+def test_a_selection_that_would_ink_the_picture_many_times_over_is_refused_before_drawing() -> None:
+    points = [[x % 512, (x * 7) % 512] for x in range(2000)]
+    with pytest.raises(InputError) as refused:
+        parse_shapes([{"type": "brush", "size": 512, "points": points}], 512, 512)
+    assert refused.value.key == "web.selection_too_large"
+    assert parse_shapes([{"type": "brush", "size": 20, "points": points}], 512, 512)  # an ordinary brush
+
+
+def test_a_picture_whose_header_claims_too_many_pixels_is_refused_before_decoding() -> None:
+    # A few dozen bytes of PNG that claim 12000 x 12000: Pillow reads the size without decoding anything.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 12000, 12000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    assert len(bomb) <= 65 and _image_size(bomb) == (12000, 12000)
+    with pytest.raises(InputError) as refused:
+        check_picture_size(*_image_size(bomb))
+    assert refused.value.key == "web.image_too_large"
+    check_picture_size(4096, 4096)  # a 4x upscale is fine
 
 
 def test_browser_shapes_are_parsed_in_picture_pixels() -> None:
@@ -227,3 +267,19 @@ def test_bad_web_settings_name_the_setting(env: dict[str, str], named: str) -> N
         Settings.from_env({**BASE, **env})
     if named == "NOTIFY_SECRET":
         assert "short" not in str(refused.value)  # a secret is never echoed
+
+
+# ---- push hooks ----------------------------------------------------------------------------------
+
+
+def test_each_upstream_has_its_own_notify_token_that_names_it() -> None:
+    default, key = notify_token("s3cret-push", "default"), notify_token("s3cret-push", "key:7")
+    assert default != key and "s3cret-push" not in default + key
+    assert notify_upstream("s3cret-push", default) == "default" and notify_upstream("s3cret-push", key) == "key:7"
+    assert notify_upstream("another-secret", default) is None
+    forged = (
+        notify_token("s3cret-push", "key:7").split(".")[0] + "." + default.split(".")[1]
+    )  # key 7's name, default's MAC
+    assert notify_upstream("s3cret-push", forged) is None
+    for junk in ("", "nodot", "s3cret-push", "!!.??", "x" * 400):
+        assert notify_upstream("s3cret-push", junk) is None

@@ -69,6 +69,8 @@ PACING_MARGIN = 0.05
 STOP_SAVE_GRACE = 5.0
 #: Longest wait before retrying a write Discord refused.
 MAX_WRITE_RETRY = 60.0
+#: Seconds between two reads of one task prompted by pushes that kept arriving during the first.
+HINT_GAP = 0.5
 # Columns the tracker changes; everything else in a row belongs to the cogs.
 _TRACKED_COLUMNS = (
     "action",
@@ -505,6 +507,8 @@ class Tracker:
         self._writing: set[str] = set()
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._polls: dict[str, asyncio.Task[None]] = {}
+        self._hint_reads: set[str] = set()  # tasks being read because a push said they changed
+        self._hint_again: set[str] = set()  # ...and pushed again meanwhile: one more read after
         self._requests_seen = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -1235,22 +1239,50 @@ class Tracker:
 
     # ---- push updates (issue 6: bot/web/server.py) ------------------------------------------------------
 
-    async def ingest(self, task: MJTask) -> bool:
-        """A pushed task (notifyHook): take it now instead of at its next poll, which stays the safety net.
+    def is_tracking(self, upstream: str, task_id: str) -> bool:
+        """Whether `task_id` is in flight here and belongs to `upstream` (a push names its upstream)."""
+        record = self._active.get(task_id)
+        return record is not None and record.status not in FINAL_STATUSES and record.upstream == upstream
 
-        False when the task is not tracked here (unknown, delivered, waiting for a modal) or when the
-        push is older than what we already have (servers send from several threads, out of order).
-        """
-        record = self._active.get(task.id)
-        if record is None or record.status in FINAL_STATUSES:
+    async def hint(self, upstream: str, task_id: str) -> bool:
+        """A push (notifyHook) said this task changed: read it again now, from its own upstream with
+        that upstream's key, instead of at its next poll (which stays the safety net). The push's
+        own content is never used. Pushes that arrive while a read is under way cost one more read
+        after it, not one each. False when nothing was read (not tracked here, another upstream's
+        task, no such upstream, or that upstream is backing off)."""
+        if not self.is_tracking(upstream, task_id):
             return False
-        stage = {"": 0, "NOT_START": 0, "SUBMITTED": 1, IN_PROGRESS: 2}
-
-        def order(status: str, progress: int | None) -> tuple[int, int]:
-            return (3 if status in FINAL_STATUSES else stage.get(status, 0), progress or 0)
-
-        if order(task.status, task.progress) < order(record.status, record.progress):
+        if task_id in self._hint_reads:
+            self._hint_again.add(task_id)
             return False
-        self._apply(record, apply_update(record, task), self._clock())
-        await self._save([task.id])
+        self._hint_reads.add(task_id)
+        read = False
+        try:
+            while self.is_tracking(upstream, task_id):
+                self._hint_again.discard(task_id)
+                read = await self._read_hinted(upstream, task_id) or read
+                if task_id not in self._hint_again:
+                    break
+                await asyncio.sleep(HINT_GAP)
+        finally:
+            self._hint_reads.discard(task_id)
+            self._hint_again.discard(task_id)
+        return read
+
+    async def _read_hinted(self, upstream: str, task_id: str) -> bool:
+        now = self._clock()
+        health = self._health.get(upstream)
+        if health is not None and health.not_before > now:
+            return False  # failing or slow: pushes must not add reads the poll loop holds back
+        try:
+            client = self._upstreams.get(upstream)  # exactly the task's own upstream: no fallback
+        except Exception:
+            log.exception("Resolving upstream %r failed", upstream)
+            return False
+        if client is None:
+            return False
+        error, _ = await self._read_tasks(upstream, client, [task_id], now, alone={task_id})
+        if error is not None:
+            return False
+        await self._save([task_id])
         return True

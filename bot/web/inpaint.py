@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 LINK_TTL = 15 * 60
 MAX_SHAPES = 200
 MAX_POINTS = 20_000
+#: Largest picture the editor draws a mask for (a 4x upscale is 4096 x 4096); checked on the header.
+MAX_PIXELS = 4096 * 4096
+#: What one selection may ink, in multiples of the picture's area: each brush point stamps a disc
+#: of its size, so 20,000 points of a huge brush would cost tens of seconds of CPU per request.
+MAX_INK = 8
 _TASK_ID = re.compile(r"[0-9A-Za-z_-]{1,40}")
 _LOCALE = re.compile(r"[A-Za-z]{2}(-[A-Za-z]{2})?")
 
@@ -86,7 +91,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the one spelling `_b64` produces (no padding, no stray or non-canonical
+    characters), so one link cannot be written several ways, each claiming its own submit."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 class LinkSigner:
@@ -132,8 +142,13 @@ class LinkSigner:
 
 
 def link_id(token: str) -> str:
-    """A short, stable name for one link (its signature): the one-submit claim is keyed by it."""
-    return token.rpartition(".")[2][:22]
+    """A short, stable name for one link (its signature's bytes, not their spelling): the one-submit
+    claim is keyed by it. Call it on a token `LinkSigner.verify` accepted."""
+    try:
+        mac = _unb64(token.rpartition(".")[2])
+    except (binascii.Error, ValueError):
+        raise LinkError("web.link_invalid") from None
+    return _b64(mac[:16])
 
 
 # ---- the mask ------------------------------------------------------------------------------------
@@ -162,12 +177,20 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def check_picture_size(width: int, height: int) -> None:
+    """Refuse a picture too large to draw a mask for, before anything is decoded or drawn."""
+    if width < 1 or height < 1 or width * height > MAX_PIXELS:
+        raise InputError("web.image_too_large")
+
+
 def parse_shapes(raw: Any, width: int, height: int) -> list[Shape]:
-    """The browser's selection (image pixel coordinates) as shapes; refuses anything malformed."""
+    """The browser's selection (image pixel coordinates) as shapes; refuses anything malformed, or
+    more than `MAX_POINTS` points or `MAX_INK` times the picture's area to draw."""
     if not isinstance(raw, list) or not raw or len(raw) > MAX_SHAPES:
         raise InputError("web.empty_selection" if raw == [] else "web.bad_selection")
     shapes: list[Shape] = []
     points_total = 0
+    ink = 0.0
     largest = max(width, height)
     for item in raw:
         if not isinstance(item, dict):
@@ -191,8 +214,11 @@ def parse_shapes(raw: Any, width: int, height: int) -> list[Shape]:
                     raise InputError("web.bad_selection")
                 pairs.append((_number(point[0]), _number(point[1])))
             shapes.append(Stroke(size, tuple(pairs)))
+            ink += len(pairs) * size * size
         else:
             raise InputError("web.bad_selection")
+        if ink > MAX_INK * width * height:
+            raise InputError("web.selection_too_large")
     return shapes
 
 
@@ -241,44 +267,49 @@ def check_parent(parent: TaskRecord | None, index: int) -> TaskRecord:
     return parent
 
 
+async def claim_link(jobs: Jobs, parent: TaskRecord, link: InpaintLink, link_key: str) -> str:
+    """Take the link's one submit before any work is done for it (reading the picture, drawing the
+    mask), so replaying one link costs the host nothing. The claim's name, for `release_link`."""
+    claim = f"region:{link_key}"
+    if not await jobs.store.claim_click(parent.id, claim, link.user_id, window=LINK_TTL + 60):
+        raise InputError("web.already_submitted")
+    return claim
+
+
+async def release_link(jobs: Jobs, parent: TaskRecord, claim: str) -> None:
+    """Nothing was charged (a bad selection, a refused submit): the link may be used again."""
+    await jobs.store.release_click(parent.id, claim)
+
+
 async def submit_region(
     client: discord.Client,
     jobs: Jobs,
     *,
     link: InpaintLink,
-    link_key: str,
     parent: TaskRecord,
     prompt: str,
     mask_png: bytes,
 ) -> tuple[TaskRecord, discord.Message | None]:
     """/submit/action with the Inpaint customId, then /submit/modal with prompt + mask, then the new
-    task's message as a reply to the parent. One submit per link: a second one is refused, a
-    refused submit (nothing charged) frees the link again."""
+    task's message as a reply to the parent. The caller holds the link's claim (`claim_link`) and
+    releases it when this raises a BotError (nothing was charged)."""
     button = parent.button(link.index)
     assert button is not None  # check_parent ran
     text = clean_prompt(prompt)
-    claim = f"region:{link_key}"
-    if not await jobs.store.claim_click(parent.id, claim, link.user_id, window=LINK_TTL + 60):
-        raise InputError("web.already_submitted")
-    try:
-        record, result = await jobs.submit(
-            lambda api: api.action(parent.id, button.custom_id),
-            action=render.action_for_button(button),
-            prompt=text,
-            user_id=link.user_id,
-            channel_id=parent.channel_id,
-            guild_id=parent.guild_id,
-            locale=link.locale,
-            parent_id=parent.id,
-            upstream=parent.upstream,
-        )
-        if result.needs_modal:
-            record, _ = await jobs.submit_modal(record.id, text, mask_base64=data_url(mask_png, "image/png"))
-        else:
-            log.warning("Task %s: the server ran Vary (Region) without asking for the mask", record.id)
-    except BotError:
-        # Neither the Inpaint click nor a refused modal step is charged: the link may be used again.
-        await jobs.store.release_click(parent.id, claim)
-        raise
+    record, result = await jobs.submit(
+        lambda api: api.action(parent.id, button.custom_id),
+        action=render.action_for_button(button),
+        prompt=text,
+        user_id=link.user_id,
+        channel_id=parent.channel_id,
+        guild_id=parent.guild_id,
+        locale=link.locale,
+        parent_id=parent.id,
+        upstream=parent.upstream,
+    )
+    if result.needs_modal:
+        record, _ = await jobs.submit_modal(record.id, text, mask_base64=data_url(mask_png, "image/png"))
+    else:
+        log.warning("Task %s: the server ran Vary (Region) without asking for the mask", record.id)
     log.info("Vary (Region) on %s submitted as task %s", parent.id, record.id)
     return await post_tracked(client, jobs, record)

@@ -1,23 +1,33 @@
 """The bot's own small HTTP server: push updates, the Vary (Region) editor and /health.
 
 Optional: it runs when PUBLIC_URL or WEB_PORT is set. Everything reachable from outside is either
-harmless (/health) or guarded by a secret in the path: the notify hook by NOTIFY_SECRET (the API
-server cannot sign its callbacks, MJ_API.md §8), the editor by a signed short-lived link
+harmless (/health says only "ok" beyond loopback) or guarded by a secret in the path: each
+upstream's notify hook by its own secret (an HMAC of the upstream's name under NOTIFY_SECRET: the
+API server cannot sign its callbacks, MJ_API.md §8), the editor by a signed short-lived link
 (bot/web/inpaint.py). Paths carry those secrets, so no request path is ever logged.
+
+A push is a hint, never data: it only says "read this task again now". The tracker then reads the
+task from the upstream the hook belongs to, with that upstream's key, so whoever learns a hook can
+at most make the bot read one of that upstream's own tasks a little early.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import concurrent.futures
+import hashlib
 import hmac
 import html
 import io
+import ipaddress
 import json
 import logging
 import math
 import secrets
 import string
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,7 +41,7 @@ from bot.config import ConfigError, Settings
 from bot.errors import BotError, InputError, TransientError
 from bot.i18n import normalize, t
 from bot.images import sniff_image
-from bot.models import MJTask
+from bot.models import coerce_id
 from bot.responder import error_text
 from bot.storage.sqlite import Storage, TaskRecord
 from bot.web import inpaint
@@ -46,6 +56,11 @@ MAX_EDITOR_IMAGE = 40 * 1024 * 1024
 IMAGE_CACHE_SIZE = 8
 STOP_GRACE = 10.0
 DEFAULT_PORT = 8080
+#: Masks drawn at once, and waiting: past that the editor answers "busy" instead of queueing CPU work.
+MASK_WORKERS = 1
+MASK_QUEUE = 4
+#: Proxies add these; a request that went through one is not "from loopback" even if the proxy is.
+_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -94,8 +109,46 @@ def _static(name: str) -> str:
 
 
 def _image_size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
+    """Width and height from the header alone (Image.open does not decode the pixels). A header
+    Pillow itself calls a decompression bomb is reported as too large, like any over MAX_PIXELS."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Image.DecompressionBombError:
+            raise InputError("web.image_too_large") from None
+
+
+def notify_token(secret: str, upstream: str) -> str:
+    """The path part of `upstream`'s notify hook: its name, then an HMAC of it under the bot's push
+    secret. Each upstream learns only its own, and it names the one upstream it is good for."""
+    name = base64.urlsafe_b64encode(upstream.encode("utf-8")).rstrip(b"=").decode("ascii")
+    mac = hmac.new(secret.encode("utf-8"), b"notify\0" + upstream.encode("utf-8"), hashlib.sha256).digest()
+    return f"{name}.{base64.urlsafe_b64encode(mac[:24]).decode('ascii')}"
+
+
+def notify_upstream(secret: str, token: str) -> str | None:
+    """The upstream a notify token was made for, or None when it was not made with `secret`."""
+    name, dot, _ = token.partition(".")
+    if not dot or len(token) > 300:
+        return None
+    try:
+        upstream = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    expected = notify_token(secret, upstream)
+    return upstream if hmac.compare_digest(token.encode("utf-8", "replace"), expected.encode("utf-8")) else None
+
+
+def _from_loopback(request: web.Request) -> bool:
+    """Asked on this machine directly (the container's health probe), not through a proxy."""
+    if any(header in request.headers for header in _FORWARDED):
+        return False
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
 
 
 class WebServer:
@@ -108,8 +161,11 @@ class WebServer:
         self._signer = inpaint.LinkSigner(web_secrets.link_key)
         self._runner: web.AppRunner | None = None
         self._jobs: set[asyncio.Task[None]] = set()
-        self._task_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._images: OrderedDict[str, _EditorImage] = OrderedDict()
+        # Masks are CPU work on members' input: a small pool of their own, so a flood of editor
+        # submits waits there (or is refused) instead of taking the loop's default executor.
+        self._mask_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._mask_slots = asyncio.Semaphore(MASK_WORKERS + MASK_QUEUE)
         self.base_url = ""
         self.pushes_received = 0
         self.pushes_applied = 0
@@ -121,17 +177,16 @@ class WebServer:
     def public_url(self) -> str:
         return self._settings.public_url
 
-    @property
-    def notify_hook(self) -> str | None:
-        """The notifyHook submits carry, or None without PUBLIC_URL (the API server cannot reach us)."""
+    def notify_hook(self, upstream: str) -> str | None:
+        """The notifyHook `upstream`'s submits carry, or None without PUBLIC_URL (no server can reach us)."""
         if not self.public_url:
             return None
-        return f"{self.public_url}/mj/notify/{self._secrets.notify}"
+        return f"{self.public_url}/mj/notify/{notify_token(self._secrets.notify, upstream)}"
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors])
         app.router.add_get("/health", self._health)
-        app.router.add_post("/mj/notify/{secret}", self._notify)
+        app.router.add_post("/mj/notify/{token}", self._notify)
         app.router.add_get("/static/{name}", self._static_file)
         app.router.add_get("/inpaint/{token}", self._editor_page)
         app.router.add_get("/inpaint/{token}/image", self._editor_image)
@@ -156,11 +211,12 @@ class WebServer:
         host, bound = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{bound}"
         self.started_at = time.time()
+        self._mask_pool = concurrent.futures.ThreadPoolExecutor(MASK_WORKERS, thread_name_prefix="mj-mask")
         log.info(
             "Web server on %s:%s (push updates %s, Vary (Region) editor %s)",
             host,
             bound,
-            "on" if self.notify_hook else "off",
+            "on" if self.public_url else "off",
             "on" if self.public_url else "off",
         )
         return self.base_url
@@ -177,6 +233,9 @@ class WebServer:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
                 log.warning("Shutdown: %d push update(s) did not finish in time", len(pending))
+        if self._mask_pool is not None:
+            self._mask_pool.shutdown(wait=False, cancel_futures=True)
+            self._mask_pool = None
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -223,26 +282,30 @@ class WebServer:
             "latency_ms": round(latency * 1000) if math.isfinite(latency) else None,
             "database": database,
             "tracked_tasks": len(tracker.active_ids) if tracker is not None else 0,
-            "push": {"enabled": self.notify_hook is not None, "received": self.pushes_received},
+            "push": {"enabled": bool(self.public_url), "received": self.pushes_received},
             "uptime_s": round(time.time() - self.started_at),
         }
-        return web.json_response(body, status=200 if body["status"] == "ok" else 503)
+        status = 200 if body["status"] == "ok" else 503
+        if not _from_loopback(request):
+            body = {"status": body["status"]}  # the rest is for the operator's own probe
+        return web.json_response(body, status=status)
 
     # ---- push updates (notifyHook) ---------------------------------------------------------------
 
     async def _notify(self, request: web.Request) -> web.Response:
-        given = request.match_info["secret"].encode("utf-8", "replace")
-        if not hmac.compare_digest(given, self._secrets.notify.encode("utf-8")):
+        upstream = notify_upstream(self._secrets.notify, request.match_info["token"])
+        if upstream is None:
             raise web.HTTPNotFound()
         data = await self._read_json(request)
-        task = MJTask.from_json(data)
-        if task is None:
+        task_id = coerce_id(data.get("id")) if isinstance(data, dict) else None
+        if not task_id or len(task_id) > 64:
             raise web.HTTPBadRequest(text="not a task object")
         self.pushes_received += 1
-        if task.id not in set(self._bot.tracker.active_ids):
-            # Not ours, finished, or waiting for a modal: nothing to show. 2xx so the server does not log errors.
+        # Only the id is used: status, progress, image and buttons come from reading the task back.
+        if not self._bot.tracker.is_tracking(upstream, task_id):
+            # Not ours, another upstream's, finished, or waiting for a modal. 2xx so the server does not log errors.
             return web.json_response({"ignored": "unknown or finished task"}, status=202)
-        self._spawn(self._ingest(task))
+        self._spawn(self._hint(upstream, task_id))
         return web.json_response({"accepted": True})
 
     def _spawn(self, coro: Any) -> None:
@@ -253,22 +316,11 @@ class WebServer:
     def _job_done(self, job: asyncio.Task[None]) -> None:
         self._jobs.discard(job)
         if not job.cancelled() and job.exception() is not None:
-            log.error("Applying a push update failed", exc_info=job.exception())
+            log.error("Reading a pushed task failed", exc_info=job.exception())
 
-    async def _ingest(self, task: MJTask) -> None:
-        """One push at a time per task, in arrival order (the tracker drops the older of two)."""
-        lock, users = self._task_locks.get(task.id, (asyncio.Lock(), 0))
-        self._task_locks[task.id] = (lock, users + 1)
-        try:
-            async with lock:
-                if await self._bot.tracker.ingest(task):
-                    self.pushes_applied += 1
-        finally:
-            lock, users = self._task_locks[task.id]
-            if users <= 1:
-                del self._task_locks[task.id]
-            else:
-                self._task_locks[task.id] = (lock, users - 1)
+    async def _hint(self, upstream: str, task_id: str) -> None:
+        if await self._bot.tracker.hint(upstream, task_id):
+            self.pushes_applied += 1
 
     # ---- Vary (Region) editor ------------------------------------------------------------------
 
@@ -313,9 +365,10 @@ class WebServer:
         if data is None or mime is None:
             raise InputError("web.image_failed")
         try:
-            width, height = await asyncio.to_thread(_image_size, data)
+            width, height = _image_size(data)  # the header only: cheap, and checked before any drawing
         except (UnidentifiedImageError, OSError, ValueError):
             raise InputError("web.image_failed") from None
+        inpaint.check_picture_size(width, height)
         picture = _EditorImage(data, mime, width, height)
         self._images[parent.id] = picture
         while len(self._images) > IMAGE_CACHE_SIZE:
@@ -383,6 +436,16 @@ class WebServer:
             body=picture.data, content_type=picture.mime, headers={"Cache-Control": "private, max-age=900"}
         )
 
+    async def _draw_mask(self, picture: _EditorImage, shapes: list[inpaint.Shape]) -> bytes:
+        """The mask, drawn in the editor's own small pool; "busy" when that pool is full."""
+        if self._mask_slots.locked() or self._mask_pool is None:
+            raise InputError("web.busy")
+        async with self._mask_slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._mask_pool, inpaint.build_mask, picture.width, picture.height, shapes
+            )
+
     async def _editor_submit(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         language = self._language(request)
@@ -399,19 +462,18 @@ class WebServer:
         if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
             raise web.HTTPBadRequest(text="expected {prompt, shapes}")
         try:
+            claim = await inpaint.claim_link(self._bot.jobs, parent, link, inpaint.link_id(token))
+        except BotError as error:
+            return web.json_response({"error": error_text(error, language)}, status=422)
+        try:
             picture = await self._picture(parent)
             shapes = inpaint.parse_shapes(data.get("shapes"), picture.width, picture.height)
-            mask = await asyncio.to_thread(inpaint.build_mask, picture.width, picture.height, shapes)
+            mask = await self._draw_mask(picture, shapes)
             record, message = await inpaint.submit_region(
-                self._bot,
-                self._bot.jobs,
-                link=link,
-                link_key=inpaint.link_id(token),
-                parent=parent,
-                prompt=data["prompt"],
-                mask_png=mask,
+                self._bot, self._bot.jobs, link=link, parent=parent, prompt=data["prompt"], mask_png=mask
             )
         except BotError as error:
+            await inpaint.release_link(self._bot.jobs, parent, claim)
             return web.json_response({"error": error_text(error, language)}, status=422)
         return web.json_response(
             {

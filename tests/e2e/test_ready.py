@@ -23,8 +23,8 @@ from PIL import Image
 
 from bot.__main__ import GracefulExit
 from bot.bot import MJBot
-from bot.models import MJTask
 from bot.upstream.simulator import SimulatedProxy
+from bot.web import inpaint
 from bot.web.inpaint import LinkSigner
 from tests.conftest import API_KEY, BotRunner, is_done
 from tests.fakes.discord import FakeDiscord, FakeMessage, walk_components
@@ -169,47 +169,84 @@ async def test_push_updates_finish_a_task_without_waiting_for_the_next_poll(
             api_auth_style="mj-api-secret",
             **web_settings(push_poll_interval=120.0),  # one poll right after the submit, then none for 2 min
         )
-        assert bot.web is not None and bot.web.notify_hook is not None
+        assert bot.web is not None and bot.web.notify_hook("default") is not None
         message = await imagine(discord_fake, "a lantern in fog")
         await discord_fake.wait_for(lambda: is_done(message), timeout=15)
 
         hook = proxy.submits("/submit/imagine")[0].json["notifyHook"]
-        assert hook == bot.web.notify_hook and hook.startswith(bot.settings.public_url + "/mj/notify/")
+        assert hook == bot.web.notify_hook("default") and hook.startswith(bot.settings.public_url + "/mj/notify/")
         assert {payload["status"] for _, payload in proxy.hook_deliveries} >= {"IN_PROGRESS", "SUCCESS"}
         polls = [r for r in proxy.requests if r.path.endswith("/task/list-by-condition")]
         assert len(polls) <= 2  # the result came by push, not by polling
         assert bot.web.pushes_received >= 3
 
 
-async def test_stale_push_does_not_move_a_task_backwards(
+async def test_a_push_is_only_a_hint_its_content_is_never_shown(
     runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
 ) -> None:
-    bot = await runner.start(poll_interval=120.0)
+    """Whoever learns a hook cannot finish a task, or post a picture of their choosing: the bot only
+    reads the task again from its own upstream."""
+    bot = await runner.start(**web_settings(push_poll_interval=120.0))
+    assert bot.web is not None
+    hook = (bot.web.notify_hook("default") or "").replace(bot.settings.public_url, bot.web.base_url)
     message = await imagine(discord_fake, "a slow river")
     task_id = next(iter(mj.tasks))
     mj.hold(task_id)
     await discord_fake.wait_for(lambda: task_id in bot.tracker.active_ids)
-    assert await bot.tracker.ingest(MJTask(id=task_id, status="IN_PROGRESS", progress=60))
-    await discord_fake.wait_for(lambda: "60%" in message.text(), timeout=5)
-    assert not await bot.tracker.ingest(MJTask(id=task_id, status="IN_PROGRESS", progress=20))
-    assert not await bot.tracker.ingest(MJTask(id="999", status="SUCCESS"))
-    assert "60%" in message.text()
+    reads_before = len([r for r in mj.requests if r.path.endswith(f"/task/{task_id}/fetch")])
+    forged = {
+        "id": task_id,
+        "status": "SUCCESS",
+        "progress": "100%",
+        "imageUrl": "http://169.254.169.254/latest/meta-data/",
+        "failReason": "[click here](https://evil.example)",
+        "buttons": [{"customId": "MJ::JOB::upsample::1::x", "label": "Free money"}],
+    }
+    async with http() as session, session.post(hook, json=forged) as answer:
+        assert answer.status == 200
+    await discord_fake.wait_for(
+        lambda: len([r for r in mj.requests if r.path.endswith(f"/task/{task_id}/fetch")]) > reads_before, timeout=5
+    )
+    await asyncio.sleep(0.3)
+    assert not is_done(message) and "Free money" not in str(message.buttons) and not message.attachments
+    record = await bot.store.get_task(task_id)
+    assert record is not None and record.status != "SUCCESS" and "169.254" not in (record.image_url or "")
+
+
+async def test_a_push_reaches_only_tasks_of_the_upstream_its_hook_was_made_for(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    bot = await runner.start(**web_settings(push_poll_interval=120.0))
+    assert bot.web is not None
+    await imagine(discord_fake, "a quiet pier")
+    task_id = next(iter(mj.tasks))
+    mj.hold(task_id)
+    await discord_fake.wait_for(lambda: task_id in bot.tracker.active_ids)
+    other = (bot.web.notify_hook("key:99") or "").replace(bot.settings.public_url, bot.web.base_url)
+    assert other != (bot.web.notify_hook("default") or "").replace(bot.settings.public_url, bot.web.base_url)
+    reads = len(mj.requests)
+    async with http() as session, session.post(other, json={"id": task_id, "status": "SUCCESS"}) as answer:
+        assert answer.status == 202  # another upstream's hook: ignored, nothing read
+    assert len(mj.requests) == reads
+    assert not await bot.tracker.hint("key:99", task_id)
 
 
 async def test_notify_endpoint_refuses_bad_requests_and_ignores_unknown_tasks(
     runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
 ) -> None:
-    bot = await runner.start(**web_settings(push_poll_interval=120.0))
-    assert bot.web is not None and bot.web.notify_hook is not None
-    hook = bot.web.notify_hook.replace(bot.settings.public_url, bot.web.base_url)
-    wrong = hook.rsplit("/", 1)[0] + "/not-the-secret"
+    bot = await runner.start(**web_settings(push_poll_interval=120.0, notify_secret="the-old-global-secret-123"))
+    assert bot.web is not None and bot.web.notify_hook("default") is not None
+    hook = (bot.web.notify_hook("default") or "").replace(bot.settings.public_url, bot.web.base_url)
+    wrong = hook.rsplit(".", 1)[0] + ".bm90LXRoZS1zZWNyZXQtbm90LXRoZS1zZWNyZXQ="
+    old_style = f"{bot.web.base_url}/mj/notify/the-old-global-secret-123"  # one secret for every upstream: gone
     message = await imagine(discord_fake, "a stone bridge")
     task_id = next(iter(mj.tasks))
     mj.hold(task_id)
     await discord_fake.wait_for(lambda: task_id in bot.tracker.active_ids)
     async with http() as session:
-        async with session.post(wrong, json={"id": task_id, "status": "SUCCESS"}) as answer:
-            assert answer.status == 404
+        for refused in (wrong, old_style):
+            async with session.post(refused, json={"id": task_id, "status": "SUCCESS"}) as answer:
+                assert answer.status == 404
         async with session.post(hook, data=b"x" * (300 * 1024), headers={"Content-Type": "application/json"}) as answer:
             assert answer.status == 413
         async with session.post(hook, data=b"<html>not json", headers={"Content-Type": "application/json"}) as answer:
@@ -221,14 +258,14 @@ async def test_notify_endpoint_refuses_bad_requests_and_ignores_unknown_tasks(
         assert not is_done(message)
         async with session.post(hook, json={"id": task_id, "status": "IN_PROGRESS", "progress": "77%"}) as answer:
             assert answer.status == 200
-    await discord_fake.wait_for(lambda: "77%" in message.text(), timeout=5)  # shown at once, no poll due
+    assert bot.web.pushes_received == 2
 
 
 async def test_health_reports_gateway_database_and_tracked_tasks(
     runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
 ) -> None:
     bot = await runner.start(web_port=0)  # /health only: no PUBLIC_URL, so no push and no editor
-    assert bot.web is not None and bot.web.notify_hook is None
+    assert bot.web is not None and bot.web.notify_hook("default") is None
     await imagine(discord_fake, "a windmill")
     mj.hold(next(iter(mj.tasks)))
     async with http() as session, session.get(bot.web.base_url + "/health") as answer:
@@ -236,6 +273,10 @@ async def test_health_reports_gateway_database_and_tracked_tasks(
     assert answer.status == 200
     assert body["status"] == "ok" and body["gateway"] is True and body["database"] is True
     assert body["tracked_tasks"] == 1 and body["push"]["enabled"] is False
+    # Through a proxy (or from anywhere but this machine): the status, nothing else.
+    async with http() as session:
+        async with session.get(bot.web.base_url + "/health", headers={"X-Forwarded-For": "203.0.113.9"}) as answer:
+            assert answer.status == 200 and await answer.json() == {"status": "ok"}
 
 
 async def probe(env: dict[str, str]) -> int:
@@ -341,6 +382,39 @@ async def test_editor_refuses_expired_tampered_and_empty_submissions(
     assert not [s for s in mj.submits("/submit/action") if "Inpaint" in s.json["customId"]]
 
 
+async def test_replaying_one_editor_link_draws_one_mask_and_submits_once(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The link is claimed before the picture is read or the mask drawn: ten copies of one request
+    sent at once cost one mask, and every other spelling of the link is refused."""
+    bot = await runner.start(**web_settings())
+    upscale = await finished_upscale(discord_fake, "a yellow tram")
+    _, url = await editor_link(discord_fake, upscale)
+    drawn: list[tuple[int, int]] = []
+    real_build_mask = inpaint.build_mask
+
+    def counting_build_mask(width: int, height: int, shapes: list[inpaint.Shape]) -> bytes:
+        drawn.append((width, height))
+        return real_build_mask(width, height, shapes)
+
+    monkeypatch.setattr(inpaint, "build_mask", counting_build_mask)
+    selection = {"prompt": "a yellow tram", "shapes": [{"type": "rect", "x": 10, "y": 10, "w": 100, "h": 100}]}
+    base, token = url.rsplit("/", 1)
+    head, tail = token.split(".")
+    respelled = [f"{base}/{head}.{tail}=", f"{base}/{head}=.{tail}"]
+    async with http() as session:
+
+        async def post(target: str) -> int:
+            async with session.post(target, json=selection) as answer:
+                return answer.status
+
+        statuses = await asyncio.gather(*(post(url) for _ in range(10)), *(post(other) for other in respelled))
+    assert sorted(statuses[:10]) == [200] + [422] * 9 and statuses[10:] == [403, 403]
+    assert drawn == [(512, 512)]
+    assert len(mj.submits("/submit/modal")) == 1
+    assert bot.web is not None
+
+
 async def test_editor_asks_discord_for_a_fresh_image_link_when_the_stored_ones_expired(
     runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
 ) -> None:
@@ -408,7 +482,7 @@ async def test_sigterm_lets_the_edit_in_flight_land_before_closing(
     # The result's edit will be held up by a rate limit: it is still in flight when SIGTERM arrives.
     discord_fake.rate_limit_next(f"/channels/{message.channel_id}/messages/{message.id}", retry_after=1.5)
     mj.finish(task_id)
-    assert await bot.tracker.ingest(MJTask.from_json(mj.task_json(task_id)))  # type: ignore[arg-type]
+    assert await bot.tracker.hint("default", task_id)  # as a push would: read the task now
     await discord_fake.wait_for(lambda: discord_fake.rate_limits_sent, timeout=5)
     assert not is_done(message)
 
