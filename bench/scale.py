@@ -3,7 +3,7 @@
     python -m bench.scale --processes 1,2,4 --db sqlite,postgres --tasks 2000
 
 For each (db, P): a fresh database (a SQLite file, or a new database on one private PostgreSQL
-started once from tests/pg.py); this process runs the fake midjourney-proxy (clock "time", tasks of
+started once from bench/pg.py); this process runs the fake midjourney-proxy (clock "time", tasks of
 5-15 s) and the Discord sink of bench/sink.py; N undelivered rows are written, each worker's slice
 leased to it (as if each process had submitted the tasks of its own shards' channels); then P worker
 processes (`python -m bench.scale --worker ...`: own store, discord.py client, MJClient, Tracker)
@@ -320,7 +320,7 @@ async def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     counts = [int(p) for p in args.processes.split(",") if p.strip()]
     pg = None
     if "postgres" in dbs:
-        from tests.pg import PostgresServer
+        from bench.pg import PostgresServer
 
         pg = PostgresServer().start()
     results = []
