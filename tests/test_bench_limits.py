@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from bench.bound import Finished, Limits, lower_bound, percentile
-from bench.sink import BOT_ID, DiscordSink, most_in_window
+from bench.sink import BOT_ID, DiscordSink, SinkStats, most_in_window
 
 # ---- lower bound (pure) ---------------------------------------------------------------------------
 
@@ -74,16 +74,20 @@ async def test_sink_refuses_a_fourth_bot_token_write_in_one_second_but_not_token
     sink_url: tuple[DiscordSink, str],
 ) -> None:
     sink, base = sink_url
-    token, message_id = sink.issue("1", 7)
     async with aiohttp.ClientSession(headers={"Authorization": "Bot x"}) as http:
-        while time.time() % 1 > 0.5:  # all of it inside one whole second
-            await _pause()
-        statuses = []
-        for _ in range(4):
-            async with http.post(f"{base}/channels/7/messages", json={"content": "hi"}) as answer:
-                statuses.append(answer.status)
-                if answer.status == 429:
-                    assert answer.headers["X-RateLimit-Global"] == "true"
+        for _ in range(10):  # until all four land in one whole second (a loaded machine may straddle two)
+            while time.time() % 1 > 0.2:
+                await _pause()
+            sink.stats = SinkStats()
+            statuses = []
+            for _ in range(4):
+                async with http.post(f"{base}/channels/7/messages", json={"content": "hi"}) as answer:
+                    statuses.append(answer.status)
+                    if answer.status == 429:
+                        assert answer.headers["X-RateLimit-Global"] == "true"
+            if len({int(at) for at in sink.stats.bot_token_at}) == 1:
+                break
+        token, message_id = sink.issue("1", 7)
         async with http.patch(f"{base}/webhooks/{BOT_ID}/{token}/messages/@original", json={"content": "x"}) as ok:
             assert ok.status == 200
     assert statuses == [200, 200, 200, 429]
