@@ -1,56 +1,45 @@
-"""Entry point: `python -m bot` (or the `mj-bot` console script)."""
+"""Entry point: `python -m bot` (or the `mj-bot` console script), with its operator commands.
+
+    mj-bot [--env-file PATH] [run]       run the bot (the default)
+    mj-bot check                         config, Discord, API key and auth style, database, web server
+    mj-bot invite                        the invite URL with the permissions integer
+    mj-bot backup PATH                   a consistent copy of the database (PostgreSQL: the pg_dump line)
+
+`--help` and `--version` answer before anything is read or opened. Start-up failures outside the
+bot (Discord or the database unreachable, a folder it cannot write) are one log line and an exit
+code (bot/cli.py), in JSON too when LOG_FORMAT=json.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
-import logging.handlers
+import os
 import signal
 import sys
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from dotenv import load_dotenv
 
+from bot import __version__
 from bot.config import ConfigError, Settings
+from bot.logs import JsonFormatter, setup_logging
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
 
+__all__ = ["GracefulExit", "JsonFormatter", "main", "setup_logging"]
+
 log = logging.getLogger("bot")
 
-
-class JsonFormatter(logging.Formatter):
-    """LOG_FORMAT=json: one JSON object per line, for Docker/journald/Loki-style log collectors."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def setup_logging(level: str, fmt: str = "text", *, stream: TextIO | None = None) -> None:
-    handler = logging.StreamHandler(stream)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level, logging.INFO))
-    logging.getLogger("discord.http").setLevel(logging.WARNING)
-    logging.getLogger("discord.gateway").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # httpx logs full URLs at INFO
+#: Where `.env` is looked for when --env-file is not given: the current folder, then beside the code.
+CODE_FOLDER = Path(__file__).resolve().parent.parent
 
 
 class GracefulExit:
@@ -89,39 +78,153 @@ class GracefulExit:
             await self.closing
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mj-bot",
+        description="A Discord bot in front of a midjourney-proxy compatible API. Settings come from the "
+        "environment and a .env file (see .env.example).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="PATH",
+        help="read settings from this file (default: .env in the current folder, else beside the code); "
+        "a relative DATABASE_PATH is relative to this file's folder",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the bot (the default)")
+    commands.add_parser(
+        "check", help="check the settings, Discord, the API key and its auth style, the database, the web server"
+    )
+    invite = commands.add_parser("invite", help="print the URL that adds the bot to a server, with its permissions")
+    invite.add_argument("--client-id", type=int, help="the application id, if it cannot be read from the token")
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite database safely while the bot runs (PostgreSQL: print the pg_dump line)"
+    )
+    backup.add_argument("path", type=Path, help="the new backup file")
+    return parser
+
+
+def find_env_file(explicit: Path | None) -> Path | None:
+    """--env-file, else ./.env, else .env beside the code; None when there is none (environment only)."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"--env-file {explicit}: no such file")
+        return explicit.resolve()
+    for candidate in (Path.cwd() / ".env", CODE_FOLDER / ".env"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def fail(message: str, *, json_lines: bool) -> None:
+    """One line on stderr before logging is set up, in the format the logs would have used."""
+    if json_lines:
+        print(
+            json.dumps({"level": "CRITICAL", "logger": "bot", "message": message}, ensure_ascii=False), file=sys.stderr
+        )
+    else:
+        print(message, file=sys.stderr)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Exact values no log line may contain (patterns in bot/logs.py catch the rest)."""
+    from urllib.parse import urlsplit
+
+    values = [settings.discord_token, settings.api_key, settings.notify_secret]
+    values += settings.key_encryption_key.split(",")
+    if settings.database_url:
+        values.append(urlsplit(settings.database_url).password or "")
+    return [value for value in values if value]
+
+
 async def run(settings: Settings) -> None:
+    from bot import cli
     from bot.bot import MJBot
     from bot.upstream.keys import check_key_config
 
+    log.info("%s", cli.startup_summary(settings))
+    if settings.public_url_is_plain_http:
+        log.warning(
+            "PUBLIC_URL is %s: plain http:// sends the push secret and the editor's links unencrypted; "
+            "put an HTTPS reverse proxy in front and use its https:// address",
+            settings.public_url,
+        )
+    await cli.preflight_database(settings)
     await check_key_config(settings)  # before connecting: stored keys need KEY_ENCRYPTION_KEY
+    api = await cli.probe_api(settings)
+    if api.ok:
+        log.info("API: %s", api.detail)
+    else:
+        log.warning("API: %s (starting anyway; commands will fail until this is fixed)", api.detail)
     async with MJBot(settings) as bot:
         graceful = GracefulExit(bot)
         graceful.install()
         try:
             await bot.start(settings.discord_token)
+        except (OSError, TimeoutError, aiohttp.ClientError, discord.GatewayNotFound, discord.DiscordServerError) as exc:
+            if bot.user is not None:  # logged in: the failure is ours (setup_hook), not Discord's
+                raise
+            raise cli.StartupFailure(
+                f"Cannot reach Discord ({cli._why(exc)}): check this machine's network and DNS", cli.EXIT_DISCORD
+            ) from None
         finally:
             await graceful.wait()
             graceful.remove()
 
 
-def main() -> int:
-    load_dotenv()
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help and --version exit here, before anything is read
+    json_lines = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
     try:
-        settings = Settings.from_env()
+        env_file = find_env_file(args.env_file)
+        if env_file is not None:
+            load_dotenv(env_file)
+        json_lines = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+        settings = Settings.from_env(base_dir=env_file.parent if env_file is not None else None)
     except ConfigError as exc:
-        print(f"Configuration error: {exc}", file=sys.stderr)
+        fail(f"Configuration error: {exc}", json_lines=json_lines)
         return 2
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
+    command = args.command or "run"
     try:
-        asyncio.run(run(settings))
+        return _dispatch(command, args, settings)
     except ConfigError as exc:
-        print(f"Configuration error: {exc}", file=sys.stderr)
+        log.critical("Configuration error: %s", exc)
         return 2
     except discord.LoginFailure:
-        print("Discord rejected DISCORD_TOKEN: check the bot token in .env", file=sys.stderr)
+        log.critical("Discord rejected DISCORD_TOKEN: check the bot token in .env")
+        return 2
+    except discord.PrivilegedIntentsRequired:
+        log.critical("Discord refused an intent this bot asks for: check the Bot tab in the Developer Portal")
         return 2
     except KeyboardInterrupt:
-        pass
+        return 0
+    except Exception as exc:
+        from bot.cli import StartupFailure
+
+        if isinstance(exc, StartupFailure):
+            log.critical("%s", exc)
+            return exc.exit_code
+        log.critical("The bot stopped on an unexpected error", exc_info=exc)
+        return 1
+
+
+def _dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    from bot import cli
+
+    if command == "check":
+        return asyncio.run(cli.check(settings, print))
+    if command == "invite":
+        for line in cli.invite_lines(settings.discord_token, args.client_id):
+            print(line)
+        return 0
+    if command == "backup":
+        for line in cli.backup(settings, args.path):
+            print(line)
+        return 0
+    asyncio.run(run(settings))
     return 0
 
 

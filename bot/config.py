@@ -13,6 +13,9 @@ AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
 MODES = ("", "fast", "relax", "turbo")
 SIMULATOR = "simulator"
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 class ConfigError(Exception):
@@ -57,6 +60,22 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name).lower()
+    if not raw:
+        return default
+    if raw not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in _TRUE
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    value = _get(env, "LOG_LEVEL", "INFO").upper() or "INFO"
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return value
+
+
 def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     parts = _get(env, name).replace(",", " ").split()
     bad = [p for p in parts if not p.isdigit()]
@@ -98,13 +117,27 @@ def _public_url(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _database_url(env: Mapping[str, str]) -> str:
-    """DATABASE_URL wins; else DATABASE_PATH (a SQLite file). Checked here so a typo stops the start."""
+def _database_path(env: Mapping[str, str], base_dir: Path | None) -> Path:
+    """DATABASE_PATH; a relative one is relative to `base_dir` (the .env file's folder) when given."""
+    path = Path(_get(env, "DATABASE_PATH", "data/bot.sqlite3") or "data/bot.sqlite3")
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+
+def _database_url(env: Mapping[str, str], base_dir: Path | None) -> str:
+    """DATABASE_URL wins; else DATABASE_PATH (a SQLite file). Checked here so a typo stops the start.
+    A relative SQLite path is relative to `base_dir` (the .env file's folder) when given."""
     url = _get(env, "DATABASE_URL")
     if not url:
-        return _get(env, "DATABASE_PATH", "data/bot.sqlite3") or "data/bot.sqlite3"
+        return str(_database_path(env, base_dir))
     if "://" in url and not url.startswith(("sqlite://", "postgres://", "postgresql://")):
         raise ConfigError("DATABASE_URL must be a file path, sqlite:///path or postgresql://user:pass@host/db")
+    if base_dir is None or url.startswith(("postgres://", "postgresql://")):
+        return url
+    scheme = "sqlite:///" if url.startswith("sqlite:///") else ""
+    path = url.removeprefix(scheme)
+    if path == ":memory:" or path.startswith("sqlite:") or Path(path).is_absolute():
+        return url  # a malformed sqlite: URL is refused with its own message when opened
+    return f"{scheme}{base_dir / path}"
     return url
 
 
@@ -200,6 +233,11 @@ class Settings:
         return f"{socket.gethostname()}:shards-{shards}"
 
     @property
+    def public_url_is_plain_http(self) -> bool:
+        """Push secrets and editor links would cross the network in clear text (warned at start)."""
+        return self.public_url.startswith("http://")
+
+    @property
     def uses_simulator(self) -> bool:
         return self.api_base.lower() == SIMULATOR
 
@@ -215,7 +253,8 @@ class Settings:
         return self.poll_interval
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, *, base_dir: Path | None = None) -> Settings:
+        """`base_dir`: the folder of the .env file read, against which relative database paths resolve."""
         env = os.environ if env is None else env
         token = _get(env, "DISCORD_TOKEN")
         if not token:
@@ -239,15 +278,15 @@ class Settings:
             api_auth_style=_choice(env, "MJ_AUTH_STYLE", AUTH_STYLES, "bearer"),
             api_mode=_choice(env, "MJ_MODE", MODES, ""),
             api_timeout=_float(env, "MJ_API_TIMEOUT", 30.0, minimum=1.0),
-            database_path=Path(_get(env, "DATABASE_PATH", "data/bot.sqlite3") or "data/bot.sqlite3"),
-            database_url=_database_url(env),
+            database_path=_database_path(env, base_dir),
+            database_url=_database_url(env, base_dir),
             shard_count=shard_count,
             shard_ids=shard_ids,
             instance_id=_get(env, "INSTANCE_ID"),
             lease_seconds=_float(env, "LEASE_SECONDS", 30.0, minimum=2.0),
             stall_seconds=_float(env, "STALL_SECONDS", 120.0, minimum=1.0),
             dev_guild_id=int(dev_guild) if dev_guild else None,
-            sync_commands=_get(env, "SYNC_COMMANDS", "true").lower() not in ("0", "false", "no", "off"),
+            sync_commands=_bool(env, "SYNC_COMMANDS", True),
             poll_interval=_float(env, "POLL_INTERVAL", 3.0, minimum=0.05),
             poll_batch_size=_int(env, "POLL_BATCH_SIZE", 100, minimum=1),
             task_timeout=_float(env, "TASK_TIMEOUT", 3600.0, minimum=1.0),
@@ -255,7 +294,7 @@ class Settings:
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024),
             max_request_bytes=_int(env, "MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1024),
             default_locale=_choice(env, "DEFAULT_LOCALE", ("en", "zh-cn"), "en"),
-            log_level=_get(env, "LOG_LEVEL", "INFO").upper() or "INFO",
+            log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
             public_url=_public_url(env, "PUBLIC_URL"),
             web_host=_get(env, "WEB_HOST", "127.0.0.1") or "127.0.0.1",

@@ -41,7 +41,10 @@ def error_text(error: BaseException, locale: str) -> str:
 async def report_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
     """Show a known error as a short ephemeral message; log anything unexpected with context."""
     if not isinstance(error, BotError):
-        command = interaction.command.qualified_name if interaction.command else interaction.data
+        # A button's or modal's custom_id, never interaction.data: a modal's data holds what was
+        # typed into it (the add-key form's API key).
+        custom_id = (interaction.data or {}).get("custom_id", "?")
+        command = interaction.command.qualified_name if interaction.command else f"component {custom_id}"
         log.error(
             "Unhandled error in %s (user %s, guild %s)",
             command,

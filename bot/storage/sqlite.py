@@ -145,12 +145,17 @@ def _migration_lock(path: str | Path) -> Iterator[None]:
     if str(path) == ":memory:" or fcntl is None:
         yield
         return
-    with open(f"{path}.migrate-lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    # The lock is on the database's folder, so no lock file is left beside the database (a file
+    # deleted after use would let a third process lock a fresh one while the second holds the old).
+    folder = os.open(Path(path).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(folder, fcntl.LOCK_UN)
+    finally:
+        os.close(folder)
 
 
 def _migrations(folder: str = "") -> list[tuple[int, str]]:
