@@ -58,13 +58,15 @@ async def test_no_token_key_push_secret_or_form_value_reaches_the_debug_log(
     settings_with_web = {**web_settings(), "notify_secret": NOTIFY_SECRET}
     with everything_at_debug(caplog, runner.settings):
         bot = await start(runner, **settings_with_web)
-        assert bot.web is not None and bot.web.notify_hook is not None
+        assert bot.web is not None
+        hook = bot.web.notify_hook("default")
+        assert hook is not None
         done = await imagine_done(discord_fake, "a harbour at dawn")
         task_id = next(iter(mj.tasks))
         # A push, and a wrong-secret push, as the API server (or anyone) would send them.
-        hook = bot.web.notify_hook.replace(bot.settings.public_url, bot.web.base_url)
+        local_hook = hook.replace(bot.settings.public_url, bot.web.base_url)
         async with aiohttp.ClientSession() as session:
-            for url in (hook, hook + "x"):
+            for url in (local_hook, local_hook + "x"):
                 async with session.post(url, json={"id": task_id, "status": "SUCCESS"}) as answer:
                     await answer.read()
             async with session.get(f"{bot.web.base_url}/inpaint/editor-link-key-0123456789") as answer:
@@ -89,7 +91,9 @@ async def test_no_token_key_push_secret_or_form_value_reaches_the_debug_log(
     report = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Unhandled error"))
     assert "component " in report and "components" not in report and "***" not in report
     # ...and holds none of them.
-    for secret in (TOKEN, API_KEY, NOTIFY_SECRET, MODAL_SECRET, "editor-link-key-0123456789", *interaction_tokens):
+    hook_token = hook.rsplit("/", 1)[1]
+    secrets = (TOKEN, API_KEY, NOTIFY_SECRET, hook_token, MODAL_SECRET, "editor-link-key-0123456789")
+    for secret in (*secrets, *interaction_tokens):
         assert secret not in logs, f"{secret[:12]}... is in the log"
 
 
