@@ -41,7 +41,8 @@ from bench.sink import DiscordSink
 from bench.tracker import TOKEN, BenchClient, percentile, rows_for
 from bot.images import ImageFetcher
 from bot.storage.sqlite import open_store
-from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.tracking.settings import TrackerSettings
+from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.simulator import SimulatedProxy
 

@@ -58,10 +58,14 @@ import discord
 from bot import render
 from bot.images import ImageFetcher
 from bot.storage.sqlite import Store, TaskRecord
-from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.tracking.settings import TrackerSettings
+from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient, UpstreamConfig
 
 log = logging.getLogger(__name__)
+
+#: The tracker as the bot runs it: the benchmark's defaults are its defaults.
+TRACKER_DEFAULTS = TrackerSettings()
 
 TOKEN = "bench-token"
 #: An interaction token's life on Discord (the sink's, divided by --time-factor).
@@ -386,8 +390,8 @@ def render_table(header: list[str], rows: list[Row], *, markdown: bool) -> str:
 def table(results: list[dict[str, Any]], *, markdown: bool) -> str:
     """One column per N; the targets are those of issues 5 and 16 (stated for N = 10,000), checked at
     every N."""
-    interval = results[0]["poll_interval"] if results else 3.0
-    batch = results[0]["batch_size"] if results else 100
+    interval = results[0]["poll_interval"] if results else TRACKER_DEFAULTS.poll_interval
+    batch = results[0]["batch_size"] if results else TRACKER_DEFAULTS.batch_size
 
     def col(fmt: str, key: str) -> list[str]:
         return [fmt.format(r[key]) for r in results]
@@ -577,8 +581,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stagger", type=float, default=30.0, help="starts spread over this many seconds")
     parser.add_argument("--burst", type=int, default=100, help="tasks in one channel that finish together")
     parser.add_argument("--per-channel", type=int, default=10, help="other tasks per channel")
-    parser.add_argument("--poll-interval", type=float, default=3.0)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--poll-interval", type=float, default=TRACKER_DEFAULTS.poll_interval)
+    parser.add_argument("--batch-size", type=int, default=TRACKER_DEFAULTS.batch_size)
     parser.add_argument("--channel-limit", type=int, default=5, help="Discord writes per window per channel")
     parser.add_argument("--channel-window", type=float, default=5.0)
     parser.add_argument(
@@ -671,7 +675,7 @@ def main(argv: list[str] | None = None) -> None:
         args.tasks = "1000,10000"
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("discord").setLevel(logging.ERROR)
-    logging.getLogger("bot.tracking.tracker").setLevel(logging.ERROR)  # 429 retries would flood the control run
+    logging.getLogger("bot.tracking").setLevel(logging.ERROR)  # 429 retries would flood the control run
     if args.one is not None:
         print(json.dumps(asyncio.run(run_one(args))), flush=True)
         return

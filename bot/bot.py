@@ -21,7 +21,8 @@ from bot.jobs import Jobs
 from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
 from bot.storage.sqlite import Storage, open_store
-from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.tracking.settings import TrackerSettings
+from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.keys import KeyRing, Upstreams, cipher_from
 from bot.web.server import WebServer, load_secrets
@@ -114,14 +115,7 @@ class MJBot(commands.AutoShardedBot):
                 timeout=settings.api_timeout,
             )
         )
-        tracking = TrackerSettings(
-            # With push updates polling is only the safety net (MJ_API.md §8): PUSH_POLL_INTERVAL.
-            poll_interval=settings.tracker_poll_interval,
-            batch_size=settings.poll_batch_size,
-            task_timeout=settings.task_timeout,
-            stall_seconds=settings.stall_seconds,
-            max_upload_bytes=settings.max_upload_bytes,
-        )
+        tracking = TrackerSettings.from_settings(settings)
         self.fetcher = ImageFetcher(max_connections=tracking.download_concurrency)
         self.tracker = Tracker(self, self.store, self.upstreams, self.fetcher, tracking)
         self.keys = KeyRing(self.store, self.upstreams, cipher_from(settings), timeout=settings.api_timeout)

@@ -193,6 +193,9 @@ class Settings:
     # A task whose progress has not moved for this long is read again on its own (fetch), in case
     # the batch read keeps answering stale state.
     stall_seconds: float = 120.0
+    # Discord's per-channel write window (5 writes per 5 s), which the tracker paces to; only a
+    # stand-in for Discord with other buckets (the tests' fake) needs another value.
+    discord_channel_window: float = 5.0
     dev_guild_id: int | None = None
     sync_commands: bool = True
     poll_interval: float = 3.0
@@ -285,6 +288,7 @@ class Settings:
             instance_id=_get(env, "INSTANCE_ID"),
             lease_seconds=_float(env, "LEASE_SECONDS", 30.0, minimum=2.0),
             stall_seconds=_float(env, "STALL_SECONDS", 120.0, minimum=1.0),
+            discord_channel_window=_float(env, "DISCORD_CHANNEL_WINDOW", 5.0, minimum=0.01),
             dev_guild_id=int(dev_guild) if dev_guild else None,
             sync_commands=_bool(env, "SYNC_COMMANDS", True),
             poll_interval=_float(env, "POLL_INTERVAL", 3.0, minimum=0.05),

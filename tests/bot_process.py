@@ -8,12 +8,11 @@ from the environment the harness (tests/procs.py) gives it:
 - FAKE_DISCORD_API      the fake's REST base, e.g. http://127.0.0.1:PORT/api/v10 (FakeDiscord.api_base)
 - FAKE_DISCORD_GATEWAY  the fake's gateway, e.g. ws://127.0.0.1:PORT/gateway (FakeDiscord.gateway_url)
 - the bot's own settings: DISCORD_TOKEN, MJ_API_BASE, MJ_API_KEY, DATABASE_URL, SHARD_COUNT,
-  SHARD_IDS, INSTANCE_ID, LEASE_SECONDS, POLL_INTERVAL, DEV_GUILD_ID, ... (bot/config.py)
+  SHARD_IDS, INSTANCE_ID, LEASE_SECONDS, POLL_INTERVAL, DEV_GUILD_ID, ... (bot/config.py);
+  DISCORD_CHANNEL_WINDOW compresses the tracker's per-channel write window as the in-process e2e
+  tests do (tests/conftest.py)
 
-Test-only knobs (never read by the bot itself):
-- FAKE_CHANNEL_WINDOW   seconds of the tracker's per-channel write window (Discord: 5), as the
-                        in-process e2e tests compress it (tests/conftest.py); unset = Discord's.
-
+Test-only knob (never read by the bot itself):
 - BOT_PROCESS_NAME      tags every REST request's User-Agent with `instance/<name>` (default:
                         INSTANCE_ID), so the fake's request log tells which process sent it.
 
@@ -52,13 +51,6 @@ def tag_user_agent(instance: str) -> None:
     discord.http.HTTPClient.__init__ = init  # type: ignore[method-assign]
 
 
-def compress_channel_window(seconds: float) -> None:
-    import bot.bot as bot_module
-    from bot.tracking.tracker import TrackerSettings
-
-    bot_module.TrackerSettings = functools.partial(TrackerSettings, channel_window=seconds)  # type: ignore[misc]
-
-
 def main() -> int:
     api_base = os.environ.get("FAKE_DISCORD_API", "").strip()
     gateway_url = os.environ.get("FAKE_DISCORD_GATEWAY", "").strip()
@@ -68,9 +60,6 @@ def main() -> int:
     point_at_fake(api_base, gateway_url)
     name = os.environ.get("BOT_PROCESS_NAME", "").strip() or os.environ.get("INSTANCE_ID", "").strip()
     tag_user_agent(name or f"pid-{os.getpid()}")
-    window = os.environ.get("FAKE_CHANNEL_WINDOW", "").strip()
-    if window:
-        compress_channel_window(float(window))
 
     import bot.__main__ as entry
 

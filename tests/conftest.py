@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +12,8 @@ from typing import Any
 
 import pytest
 
-import bot.bot as bot_module
 from bot.bot import MJBot
 from bot.config import Settings
-from bot.tracking.tracker import TrackerSettings
 from bot.upstream.simulator import SimulatedProxy
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
@@ -105,12 +102,8 @@ E2E_CHANNEL_WINDOW = 0.25
 
 
 @pytest.fixture
-async def runner(
-    discord_fake: FakeDiscord, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[BotRunner]:
-    compressed = functools.partial(TrackerSettings, channel_window=E2E_CHANNEL_WINDOW)
-    monkeypatch.setattr(bot_module, "TrackerSettings", compressed)
-    runner = BotRunner(discord_fake, settings)
+async def runner(discord_fake: FakeDiscord, settings: Settings) -> AsyncIterator[BotRunner]:
+    runner = BotRunner(discord_fake, dataclasses.replace(settings, discord_channel_window=E2E_CHANNEL_WINDOW))
     yield runner
     await runner.stop()
 

@@ -19,21 +19,15 @@ import discord
 import pytest
 
 from bot import render
+from bot.config import Settings
 from bot.errors import QueueFull, TransientError
 from bot.images import ImageFetcher
 from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask
 from bot.storage.sqlite import Store, TaskRecord
-from bot.tracking.tracker import (
-    BOT_TIMEOUT_REASON,
-    ChannelPacer,
-    EditQueue,
-    PrioritySlots,
-    RateGate,
-    Tracker,
-    TrackerSettings,
-    poll_every,
-    read_phase,
-)
+from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
+from bot.tracking.scheduling import poll_every, read_phase
+from bot.tracking.settings import TrackerSettings
+from bot.tracking.tracker import BOT_TIMEOUT_REASON, Tracker
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.simulator import SimulatedProxy
 from tests.fakes.discord import FakeDiscord
@@ -119,6 +113,13 @@ class FakeDiscordClient:
 def settings(**changes: Any) -> TrackerSettings:
     base = {"poll_interval": 1.0, "fresh_seconds": 5.0, "queued_every": 4, "running_every": 2, "near_end_percent": 60}
     return TrackerSettings(**{**base, **changes})
+
+
+def tracked(tracker: Tracker, task_id: str) -> TaskRecord:
+    """The tracker's newest state of a task it tracks."""
+    record = tracker.record_of(task_id)
+    assert record is not None, f"task {task_id} is not tracked"
+    return record
 
 
 def shown(record: TaskRecord) -> TaskRecord:
@@ -207,6 +208,32 @@ async def settle(tracker: Tracker) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"{tracker.pending_writes} write(s) still pending")
+
+
+# ---- settings -------------------------------------------------------------------------------------
+
+
+def test_the_tracker_takes_its_share_of_the_deployment_settings() -> None:
+    env = {
+        "DISCORD_TOKEN": "t",
+        "MJ_API_BASE": "https://mj.example",
+        "POLL_INTERVAL": "2",
+        "POLL_BATCH_SIZE": "50",
+        "TASK_TIMEOUT": "60",
+        "STALL_SECONDS": "30",
+        "MAX_UPLOAD_BYTES": "2048",
+        "DISCORD_CHANNEL_WINDOW": "0.25",
+    }
+    tracking = TrackerSettings.from_settings(Settings.from_env(env))
+    taken = (tracking.poll_interval, tracking.batch_size, tracking.task_timeout, tracking.stall_seconds)
+    assert taken == (2.0, 50, 60.0, 30.0)
+    assert (tracking.max_upload_bytes, tracking.channel_window) == (2048, 0.25)
+    # With push updates polling is the safety net: PUSH_POLL_INTERVAL wins.
+    pushed = Settings.from_env({**env, "PUBLIC_URL": "https://bot.example", "PUSH_POLL_INTERVAL": "30"})
+    assert TrackerSettings.from_settings(pushed).poll_interval == 30.0
+    # A deployment that sets nothing runs the tracker on its own defaults: one set of defaults.
+    unset = Settings(discord_token="t", api_base="https://mj.example")
+    assert TrackerSettings.from_settings(unset) == TrackerSettings()
 
 
 # ---- poll_every -----------------------------------------------------------------------------------
@@ -435,6 +462,41 @@ async def test_a_task_without_a_message_gets_a_fresh_one(store: Store, fetcher: 
     assert stored is not None and stored.message_id is not None and stored.shown
 
 
+async def test_forgetting_a_task_drops_its_write_waiting_for_a_retry(store: Store, fetcher: ImageFetcher) -> None:
+    clock = Clock()
+    refused: list[int] = []
+
+    class RefusingPartial(FakePartial):
+        async def edit(self, **kwargs: Any) -> SentMessage:
+            refused.append(self.id)
+            raise OSError("connection reset")
+
+    class RefusingChannel(FakeChannel):
+        def get_partial_message(self, message_id: int) -> FakePartial:
+            return RefusingPartial(self._client, self.id, message_id)
+
+    class RefusingClient(FakeDiscordClient):
+        def get_partial_messageable(self, channel_id: int, *, guild_id: int | None = None) -> FakeChannel:
+            return RefusingChannel(self, channel_id)
+
+    rec = record(IN_PROGRESS, 10)
+    upstream = FakeUpstream(tasks={rec.id: as_task(rec, progress=50)})
+    tracker = await make_tracker(
+        store, fetcher, upstream, [rec], clock=clock, discord_client=RefusingClient(), poll_interval=0.05
+    )
+    await tracker.run_cycle()
+    for _ in range(200):  # until the refused edit waits for its retry
+        if refused:  # refused and set to retry in one step
+            break
+        await asyncio.sleep(0.01)
+    assert refused == [rec.message_id] and tracker.pending_writes == 1
+    tracker.forget(rec.id)
+    assert tracker.pending_writes == 0 and tracker.active_ids == []
+    await asyncio.sleep(0.3)  # several retry delays: the retry was dropped with the task
+    assert refused == [rec.message_id]
+    await tracker.stop()
+
+
 async def test_a_task_past_the_timeout_ends_with_a_clear_failure(store: Store, fetcher: ImageFetcher) -> None:
     clock, wall = Clock(), Clock(10_000.0)
     client = FakeDiscordClient()
@@ -505,7 +567,7 @@ async def test_more_batches_than_fetch_slots_are_spread_over_the_interval_and_ap
     class TimedUpstream(FakeUpstream):
         async def list_by_ids(self, ids: Sequence[str]) -> list[MJTask]:
             sent.append(time.monotonic())
-            moved.append(sum(tracker._active[r.id].progress == 50 for r in records))
+            moved.append(sum(tracked(tracker, r.id).progress == 50 for r in records))
             return await super().list_by_ids(ids)
 
     upstream = TimedUpstream(tasks={r.id: as_task(r, progress=50) for r in records})
@@ -525,7 +587,7 @@ async def test_more_batches_than_fetch_slots_are_spread_over_the_interval_and_ap
     for call, at in zip(upstream.calls[1:], sent[1:], strict=True):
         assert at - sent[0] >= read_phase(call[0]) * 0.5 - 0.01  # not before the task's moment
     assert moved == [0, 2, 4]  # each answer was applied before the next batch went out
-    assert all(r.progress == 50 for r in tracker._active.values())
+    assert all(tracked(tracker, r.id).progress == 50 for r in records)
 
 
 async def test_drain_waits_for_the_writes_in_flight(store: Store, fetcher: ImageFetcher) -> None:

@@ -1,0 +1,45 @@
+"""One object per tracked task: its newest row and everything the tracker's parts keep about it.
+
+Memory only (rebuilt from the row on resume), so forgetting a task is dropping its object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from bot.storage.sqlite import TaskRecord
+
+
+@dataclass(slots=True, eq=False)
+class TrackedTask:
+    record: TaskRecord  # the newest state, stored or not yet
+    # Scheduling (bot/tracking/scheduling.py).
+    since: float  # when the task entered its status, or tracking (re)started
+    due: float  # when it is next read
+    moved: float  # when its status or progress last changed (or tracking (re)started)
+    stall_read: float = 0.0  # when it was last read on its own because it had not moved
+    # The Discord writer (bot/tracking/writer.py).
+    write_failures: int = 0  # refusals in a row: the next retry waits twice as long
+    download_failures: int = 0
+    retry: asyncio.TimerHandle | None = None  # a refused write waiting to be tried again
+    # Leases (bot/tracking/leases.py): when the lease was last confirmed ours (time.monotonic).
+    lease_confirmed: float | None = None
+
+    @classmethod
+    def starting(cls, record: TaskRecord, now: float, *, lease_confirmed: float | None = None) -> TrackedTask:
+        """A task tracked from `now` on: read at once, as if it had just changed."""
+        return cls(record, since=now, due=now, moved=now, lease_confirmed=lease_confirmed)
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def cancel_retry(self) -> None:
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+
+
+#: The tasks a tracker holds, by id. Shared by its parts; only the tracker adds and drops.
+TrackedTasks = dict[str, TrackedTask]

@@ -1,0 +1,341 @@
+"""The tracker's Discord side: bringing each task's message up to date, within Discord's limits.
+
+A poll result becomes an edit only when what the message shows changed (a render fingerprint).
+Writes queue per channel, at most one per task, so progress that moves again before its edit left
+collapses into one edit showing the newest state; final results and first posts go before progress.
+Each channel gets at most `channel_edits` writes per `channel_window` seconds (the size of
+Discord's per-channel bucket), so a busy channel is paced instead of drawing 429s, and a few shared
+slots (`edit_concurrency`, finals served first) keep one slow channel from holding up the rest.
+Edits use the bot token, so a task that outlives the 15-minute interaction token lands.
+
+A refused write is retried after a pause that doubles with each refusal in a row; a result's
+picture is downloaded once and re-uploaded (its link expires).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import aiohttp
+import discord
+
+from bot import render
+from bot.errors import BotError
+from bot.images import EXTENSIONS, ImageFetcher, sniff_image
+from bot.models import FINAL_STATUSES, MODAL, SUCCESS
+from bot.storage.sqlite import TaskRecord
+from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
+from bot.tracking.saving import PendingSaves
+from bot.tracking.settings import TrackerCounters, TrackerSettings
+from bot.tracking.tasks import TrackedTasks
+
+log = logging.getLogger(__name__)
+
+MAX_DOWNLOAD_ATTEMPTS = 5
+#: Longest wait before retrying a write Discord refused.
+MAX_WRITE_RETRY = 60.0
+
+#: Ends the tracking of a task that needs nothing more from Discord: (its state before, after).
+Finisher = Callable[[TaskRecord, TaskRecord], None]
+
+
+class DiscordWriter:
+    """Queues, paces and sends the writes of the tracked tasks, one worker per busy channel.
+
+    `still_ours` fences a final result's lease before it is posted; `finish` ends a task's tracking
+    (delivered, or its channel is gone)."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        fetcher: ImageFetcher,
+        tasks: TrackedTasks,
+        saves: PendingSaves,
+        settings: TrackerSettings,
+        counters: TrackerCounters,
+        *,
+        clock: Callable[[], float],
+        still_ours: Callable[[str], Awaitable[bool]],
+        finish: Finisher,
+    ) -> None:
+        self._client = client
+        self._fetcher = fetcher
+        self._tasks = tasks
+        self._saves = saves
+        self.settings = settings
+        self.counters = counters
+        self._still_ours = still_ours
+        self._finish = finish
+        self._queue = EditQueue()
+        self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
+        self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
+        self._progress_gate = RateGate(settings.progress_rate) if settings.progress_rate > 0 else None
+        self._slots = PrioritySlots(settings.edit_concurrency, others_limit=max(1, settings.edit_concurrency // 2))
+        self._downloads = asyncio.Semaphore(max(1, settings.download_concurrency))
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._kicks: dict[int, asyncio.Event] = {}  # wakes a channel's writer for an urgent write
+        self._writing: set[str] = set()
+
+    @property
+    def pending(self) -> int:
+        """Writes queued, being sent or waiting for a retry."""
+        retrying = sum(1 for task in self._tasks.values() if task.retry is not None)
+        return len(self._queue) + len(self._writing) + retrying
+
+    def is_pending(self, task_id: str) -> bool:
+        if task_id in self._queue or task_id in self._writing:
+            return True
+        task = self._tasks.get(task_id)
+        return task is not None and task.retry is not None
+
+    def discard(self, task_id: str) -> None:
+        """Drop a task's queued write (it is finished or let go of)."""
+        self._queue.discard(task_id)
+
+    def cancel(self) -> list[asyncio.Task[None]]:
+        """Cancel the channel workers and the retries; the caller awaits what is returned."""
+        for task in self._tasks.values():
+            task.cancel_retry()
+        workers = list(self._workers.values())
+        for worker in workers:
+            worker.cancel()
+        return workers
+
+    def clear(self) -> None:
+        self._workers.clear()
+        self._kicks.clear()
+        self._writing.clear()
+        self._queue.clear()
+
+    def queue(self, record: TaskRecord, *, urgent: bool) -> None:
+        task = self._tasks.get(record.id)
+        if task is not None and task.retry is not None:
+            return  # a refused write waits for its retry, which will show the newest state
+        if not self._queue.push(record.channel_id, record.id, urgent=urgent) and not urgent:
+            self.counters.progress_coalesced += 1
+        if urgent and record.channel_id in self._kicks:
+            self._kicks[record.channel_id].set()  # its writer may be waiting for a progress slot
+        if record.channel_id not in self._workers:
+            self._workers[record.channel_id] = asyncio.create_task(
+                self._channel_worker(record.channel_id), name=f"mj-writes-{record.channel_id}"
+            )
+
+    async def _channel_worker(self, channel_id: int) -> None:
+        """Send one channel's queued writes, one at a time, within its pace. Progress leaves the
+        last writes of each window (`final_reserve`) to results, so a result rarely waits at all."""
+        kick = self._kicks[channel_id] = asyncio.Event()
+        try:
+            while self._queue.pending(channel_id):
+                reserve = 0 if self._queue.has_urgent(channel_id) else self.settings.final_reserve
+                wait = self._pacer.wait_time(channel_id, reserve=reserve)
+                if wait > 0:
+                    kick.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(kick.wait(), timeout=wait)
+                    continue
+                item = self._queue.pop(channel_id)
+                if item is None:
+                    break
+                task_id, urgent = item
+                self._writing.add(task_id)
+                kick.clear()  # from here on, set only by a result queued while this write waits
+                try:
+                    if urgent or self._progress_gate is None or await self._progress_gate.wait(kick):
+                        used = await self._write(task_id, urgent, kick)
+                    else:  # a result was queued in this channel meanwhile: it goes first
+                        self._queue.push(channel_id, task_id, urgent=False)
+                        used = False
+                finally:
+                    self._writing.discard(task_id)
+                if used:
+                    self._pacer.record(channel_id)
+                    if self._global is not None:
+                        self._global.record(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Writing to channel %s failed", channel_id)
+        finally:
+            if self._workers.get(channel_id) is asyncio.current_task():
+                del self._workers[channel_id]
+                self._kicks.pop(channel_id, None)
+
+    async def _global_turn(self) -> None:
+        """Wait until the bot-wide budget allows one more write (finals hold the slots first)."""
+        assert self._global is not None
+        wait = self._global.wait_time(0)
+        while wait > 0:
+            await asyncio.sleep(wait)
+            wait = self._global.wait_time(0)
+
+    async def _write(self, task_id: str, urgent: bool, result_waiting: asyncio.Event) -> bool:
+        """Bring one task's message up to date. True if a request reached Discord (it counts
+        against the channel's pace even when refused).
+
+        A result is downloaded before a write slot is taken (at most `download_concurrency` at
+        once, which also bounds the images held in memory): slots guard Discord writes, and a slow
+        image server must not hold them. A progress edit waiting for a slot steps back when a result
+        is queued in its channel (`result_waiting`): the channel's writer serves the result first."""
+        task = self._tasks.get(task_id)
+        if task is None or task.record.status == MODAL:
+            return False
+        record = task.record
+        try:
+            if record.status in FINAL_STATUSES:
+                async with self._downloads:
+                    go, data = await self._fetch_result(record)
+                    if not go or not await self._still_ours(record.id):
+                        return False
+                    async with self._slots.hold(urgent=True):
+                        if self._global is not None:
+                            await self._global_turn()
+                        return await self._deliver(record, data)
+            if not await self._slots.acquire(urgent=urgent, unless=None if urgent else result_waiting):
+                self._queue.push(record.channel_id, task_id, urgent=False)  # after the result
+                return False
+            try:
+                if self._global is not None:
+                    await self._global_turn()
+                return await self._update(record)
+            finally:
+                self._slots.release(urgent=urgent)
+        except Exception:
+            log.exception("Updating the message of task %s failed; will retry", task_id)
+            self._retry_later(task_id, urgent)
+            return True
+
+    async def _update(self, record: TaskRecord) -> bool:
+        """Show a running task's latest state (or post its first message)."""
+        task = self._tasks.get(record.id)
+        if task is not None:
+            record = task.record  # the newest state, after waiting for a slot
+        if record.status in FINAL_STATUSES:
+            self.queue(record, urgent=True)  # it finished meanwhile: deliver with its result
+            return False
+        parts = render.render_task(record)
+        fingerprint = parts.fingerprint()
+        if fingerprint == record.shown and record.message_id is not None:
+            return False
+        message = await self._send_or_edit(record, parts)
+        if message is not None:
+            current = self._tasks.get(record.id)
+            if current is not None:
+                updated = replace(current.record, shown=fingerprint, message_id=message.id)
+                self._saves.note(current.record, updated)
+                current.record = updated
+                if updated.status not in FINAL_STATUSES:
+                    self._queue.demote(record.id)  # queued while it had no message: now only progress
+                self._saves.save_soon()
+        return True
+
+    async def _fetch_result(self, record: TaskRecord) -> tuple[bool, bytes | None]:
+        """(go on, the picture to upload). The picture of a success is downloaded once, to be
+        re-uploaded (its link expires); after MAX_DOWNLOAD_ATTEMPTS failures the link is shown."""
+        if not (record.status == SUCCESS and record.image_url and not record.result_url):
+            return True, None
+        try:
+            return True, await self._fetcher.fetch(record.image_url, max_bytes=self.settings.max_upload_bytes)
+        except BotError as exc:
+            task = self._tasks.get(record.id)
+            failures = task.download_failures + 1 if task is not None else MAX_DOWNLOAD_ATTEMPTS
+            if task is not None:
+                task.download_failures = failures
+            if failures < MAX_DOWNLOAD_ATTEMPTS:
+                log.warning("Downloading the result of %s failed (%s); retrying", record.id, exc)
+                self._retry_later(record.id, True)
+                return False, None
+            log.warning("Giving up downloading the result of %s; posting the link", record.id)
+            return True, None
+
+    async def _deliver(self, record: TaskRecord, data: bytes | None) -> bool:
+        file: discord.File | None = None
+        image_ref: str | None = None
+        if data is not None:
+            mime = sniff_image(data) or "image/png"
+            name = render.result_filename(record, EXTENSIONS.get(mime, "png"))
+            file = discord.File(io.BytesIO(data), filename=name)
+            image_ref = f"attachment://{name}"
+        parts = render.render_task(record, image=image_ref)
+        message = await self._send_or_edit(record, parts, file=file)
+        if message is None:
+            return True
+        result_url = message.attachments[0].url if message.attachments else record.result_url
+        delivered = replace(
+            record, shown=parts.fingerprint(), message_id=message.id, delivered=True, result_url=result_url
+        )
+        self._finish(record, delivered)
+        return True
+
+    def _retry_later(self, task_id: str, urgent: bool) -> None:
+        """Try a refused write again after a pause that doubles with each refusal in a row."""
+        task = self._tasks.get(task_id)
+        if task is None or task.retry is not None:
+            return
+        task.write_failures += 1
+        base = min(1.0, self.settings.poll_interval)
+        delay = min(MAX_WRITE_RETRY, base * 2 ** (task.write_failures - 1))
+        self._queue.discard(task_id)
+        task.retry = asyncio.get_running_loop().call_later(delay, self._retry_now, task_id, urgent)
+
+    def _retry_now(self, task_id: str, urgent: bool) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None:
+            task.retry = None
+            record = task.record
+            urgent = urgent or record.status in FINAL_STATUSES or record.message_id is None
+            self.queue(record, urgent=urgent)
+
+    async def _send_or_edit(
+        self, record: TaskRecord, parts: render.MessageParts, *, file: discord.File | None = None
+    ) -> discord.Message | None:
+        """Edit the task's message (or post one if it has none / it was deleted). The message, or
+        None when Discord refused (retried later) or the channel is gone (tracking stops)."""
+        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+        view = render.build_view(parts.buttons)
+        try:
+            if record.message_id is not None:
+                try:
+                    kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed, "view": view}
+                    if file is not None:
+                        kwargs["attachments"] = [file]
+                    message = await channel.get_partial_message(record.message_id).edit(**kwargs)  # type: ignore[arg-type]
+                    self._wrote(record.id)
+                    return message
+                except discord.NotFound:
+                    log.info("Message of task %s was deleted; posting a new one", record.id)
+                    if file is not None:
+                        file.reset()
+            send_kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed}
+            if view is not None:
+                send_kwargs["view"] = view
+            if file is not None:
+                send_kwargs["file"] = file
+            message = await channel.send(**send_kwargs)  # type: ignore[arg-type]
+            self._wrote(record.id)
+            return message
+        except discord.NotFound:
+            log.warning("Channel %s of task %s is gone; stopping its tracking", record.channel_id, record.id)
+            self._finish(record, replace(record, delivered=True))
+            return None
+        except discord.Forbidden:
+            log.warning("No permission to post task %s in channel %s; stopping", record.id, record.channel_id)
+            self._finish(record, replace(record, delivered=True))
+            return None
+        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            status = getattr(exc, "status", type(exc).__name__)
+            log.warning("Discord refused the update of task %s (%s); retrying", record.id, status)
+            self.counters.write_failures += 1
+            urgent = record.status in FINAL_STATUSES or record.message_id is None
+            self._retry_later(record.id, urgent)
+            return None
+
+    def _wrote(self, task_id: str) -> None:
+        self.counters.edits_sent += 1
+        task = self._tasks.get(task_id)
+        if task is not None:
+            task.write_failures = 0
