@@ -39,7 +39,8 @@ from aiohttp import web
 
 from bench.sink import DiscordSink
 from bench.tracker import TOKEN, BenchClient, percentile, rows_for
-from bot.images import ImageFetcher
+from bot.net.addresses import AddressPolicy
+from bot.net.fetcher import result_fetcher
 from bot.storage.sqlite import open_store
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
@@ -67,7 +68,7 @@ async def worker(spec: dict[str, Any]) -> None:
     store = await open_store(spec["target"], owner=spec["owner"], lease_seconds=spec["lease_seconds"])
     # claim_batch above the slice: a survivor takes a dead worker's whole slice in one claim.
     settings = TrackerSettings(poll_interval=spec["poll_interval"], claim_batch=spec["claim_batch"])
-    fetcher = ImageFetcher(max_connections=settings.download_concurrency)  # as MJBot does
+    fetcher = result_fetcher(AddressPolicy.trusting(spec["sim"]), settings.download_concurrency)  # as MJBot does
     tracker = Tracker(client, store, {"default": upstream}, fetcher, settings)
     resumed = await tracker.resume()
     tracker.start()

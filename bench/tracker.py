@@ -56,7 +56,8 @@ import aiohttp
 import discord
 
 from bot import render
-from bot.images import ImageFetcher
+from bot.net.addresses import AddressPolicy
+from bot.net.fetcher import Fetcher, result_fetcher
 from bot.storage.sqlite import Store, TaskRecord
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
@@ -184,7 +185,7 @@ async def timed_resume(
     client: discord.Client,
     database: Path,
     upstream: MJClient,
-    fetcher: ImageFetcher,
+    fetcher: Fetcher,
     settings: TrackerSettings,
     give_up_after: float,
 ) -> tuple[Store, Tracker, int, float | None]:
@@ -237,7 +238,7 @@ async def run_one(args: argparse.Namespace) -> dict[str, Any]:
                 batch_size=args.batch_size,
                 global_edits=args.budget,
             )
-            fetcher = ImageFetcher(max_connections=settings.download_concurrency)
+            fetcher = result_fetcher(AddressPolicy.trusting(urls["sim"]), settings.download_concurrency)
             if args.unpaced:  # the control: no pacing of our own, so the sink's 429s show
                 settings = replace(settings, channel_edits=1_000_000, final_reserve=0)
             rss_before = current_rss_mb()

@@ -16,8 +16,9 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.errors import NotAllowed
 from bot.i18n import CatalogTranslator
-from bot.images import ImageFetcher
 from bot.jobs import Jobs
+from bot.net.addresses import AddressPolicy
+from bot.net.fetcher import Fetcher, result_fetcher
 from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
 from bot.storage.sqlite import Storage, open_store
@@ -67,7 +68,7 @@ class MJBot(commands.AutoShardedBot):
     store: Storage
     jobs: Jobs
     tracker: Tracker
-    fetcher: ImageFetcher
+    fetcher: Fetcher
     keys: KeyRing
     policy: Policy
 
@@ -86,8 +87,10 @@ class MJBot(commands.AutoShardedBot):
         )
         self.settings = settings
         self._extensions = extensions
+        #: The one rule for connections made for others (downloads, guild admins' API servers).
+        self.address_policy = AddressPolicy(allowed_pairs=frozenset(settings.key_allowed_hosts))
         # "default" (the .env key) plus one lazily created client per admin-managed key.
-        self.upstreams: Upstreams = Upstreams()
+        self.upstreams: Upstreams = Upstreams(self.address_policy)
         self._simulator: Any = None
         #: The HTTP server (push updates, Vary (Region) editor, /health); None unless PUBLIC_URL/WEB_PORT.
         self.web: WebServer | None = None
@@ -105,6 +108,7 @@ class MJBot(commands.AutoShardedBot):
             self._simulator = SimulatedProxy(clock="time", step_seconds=settings.simulator_step_seconds)
             base_url = await self._simulator.start()
             log.info("Try-it mode: using the built-in simulated midjourney-proxy at %s", base_url)
+        self.address_policy.trust(base_url)  # the operator's own upstream: its exact origin only
         self.upstreams["default"] = MJClient(
             UpstreamConfig(
                 name="default",
@@ -116,7 +120,7 @@ class MJBot(commands.AutoShardedBot):
             )
         )
         tracking = TrackerSettings.from_settings(settings)
-        self.fetcher = ImageFetcher(max_connections=tracking.download_concurrency)
+        self.fetcher = result_fetcher(self.address_policy, tracking.download_concurrency)
         self.tracker = Tracker(self, self.store, self.upstreams, self.fetcher, tracking)
         self.keys = KeyRing(self.store, self.upstreams, cipher_from(settings), timeout=settings.api_timeout)
         await self.keys.load()  # ConfigError when stored keys cannot be decrypted

@@ -84,6 +84,20 @@ def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """`host:port` pairs ([v6]:port for IPv6), port required: an exception covers one service, not
+    every port of a machine."""
+    from bot.net.addresses import parse_host_port
+
+    pairs = []
+    for entry in _get(env, name).replace(",", " ").split():
+        pair = parse_host_port(entry)
+        if pair is None:
+            raise ConfigError(f"{name} takes host:port pairs (e.g. 127.0.0.1:8080), got {entry!r}")
+        pairs.append(pair)
+    return tuple(pairs)
+
+
 def fernet_keys(value: str) -> list[str]:
     """KEY_ENCRYPTION_KEY's keys: one, or several separated by commas while rotating (the first
     encrypts, all of them decrypt)."""
@@ -216,7 +230,7 @@ class Settings:
     push_poll_interval: float | None = None  # None: POLL_INTERVAL (relays drop notifyHook)
     simulator_step_seconds: float = 2.0
     # Admin-managed API keys (issue 4): Fernet key for the stored secrets, extra bot owners, and the
-    # private hosts server admins may point keys at (the bot owner may use any).
+    # host:port pairs on private addresses the bot may reach anyway (keys and downloads).
     key_encryption_key: str = field(default="", repr=False)
     owner_ids: tuple[int, ...] = ()
     key_allowed_hosts: tuple[str, ...] = ()
@@ -310,5 +324,5 @@ class Settings:
             simulator_step_seconds=_float(env, "SIMULATOR_STEP_SECONDS", 2.0, minimum=0.05),
             key_encryption_key=_fernet_key(env, "KEY_ENCRYPTION_KEY"),
             owner_ids=_ids(env, "OWNER_IDS"),
-            key_allowed_hosts=tuple(h.lower() for h in _get(env, "KEY_ALLOWED_HOSTS").replace(",", " ").split()),
+            key_allowed_hosts=_host_ports(env, "KEY_ALLOWED_HOSTS"),
         )

@@ -89,11 +89,43 @@ class UnsupportedAction(UpstreamError):
     key = "error.unsupported"
 
 
+class AddressNotAllowed(UpstreamError):
+    """The API server's host resolves to a non-public address the operator did not allow."""
+
+    key = "error.address_refused"
+
+
 class TransientError(UpstreamError):
     """5xx, timeout, refused connection, garbage body: may work later."""
 
     key = "error.transient"
     transient = True
+
+
+# ---- downloads made for someone else (bot.net.fetcher) -------------------------------------------
+
+
+class DownloadRefused(BotError):
+    """The link points at an address the bot does not connect to for others (loopback, a private
+    network, cloud metadata...), directly or through a redirect. Never retried."""
+
+    key = "download.refused"
+
+
+class DownloadTooLarge(BotError):
+    """The body is larger than the caller's cap (it was not read further)."""
+
+    key = "download.too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("", limit_mb=f"{limit / 1048576:.0f}")
+        self.limit = limit
+
+
+class NotMedia(BotError):
+    """The bytes are not a picture (or video) the bot may post: it is shown as a failure instead."""
+
+    key = "download.not_media"
 
 
 # ---- bot-side failures ---------------------------------------------------------------------------

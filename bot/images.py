@@ -1,19 +1,19 @@
-"""Image bytes: checking what users upload, and fetching finished images to re-upload.
+"""Image bytes: checking what members upload, and recognising the results the bot may post.
 
-Downloads use their own keyless HTTP client: result links point at Discord's CDN or the relay's
-image proxy, and an API key must never travel to any host but its own base URL.
+Downloads themselves go through bot.net.fetcher (the one guarded way out of the bot).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 from PIL import Image, UnidentifiedImageError
 
-from bot.errors import InputError, TransientError
+from bot.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ def sniff_image(data: bytes) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class CheckedImage:
+class Media:
+    """Bytes the bot has looked inside: a picture Pillow decoded (or, later, a video of an allowed
+    type), with the type its bytes declare."""
+
     data: bytes
     mime: str
     width: int
@@ -51,13 +54,25 @@ class CheckedImage:
 
 #: An upload up to this many times the size limit is shrunk to fit instead of refused.
 SHRINK_FACTOR = 4
-#: Refuse decompression bombs: more pixels than a 8K x 5K photo is not a reference image.
+#: An upload with more pixels than this is shrunk (a 48-megapixel phone photo is a fine reference
+#: image once it is 2048 pixels wide), even when its file is small.
 MAX_PIXELS = 40_000_000
+#: More pixels than this are refused before decoding (decompression bombs). JPEGs decode at 1/2 to
+#: 1/8 scale when shrunk (Pillow's draft mode), so they may be larger than other formats.
+MAX_DECODE_PIXELS = 64_000_000
+MAX_JPEG_PIXELS = 150_000_000
+#: A result from an image service with more pixels than this is not posted (Midjourney's largest
+#: upscales are 16 megapixels).
+MAX_RESULT_PIXELS = 64_000_000
 _LONGEST_SIDE = 2048
 
 
 def _too_large(size: int, max_bytes: int) -> InputError:
     return InputError("input.too_large", size_mb=f"{size / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}")
+
+
+def _too_many_pixels(pixels: int, limit: int) -> InputError:
+    return InputError("input.too_many_pixels", megapixels=f"{pixels / 1e6:.0f}", limit_mp=f"{limit / 1e6:.0f}")
 
 
 def shrink(image: Image.Image, max_bytes: int) -> bytes | None:
@@ -81,10 +96,12 @@ def shrink(image: Image.Image, max_bytes: int) -> bytes | None:
             return None
 
 
-def check_image(data: bytes, *, max_bytes: int) -> CheckedImage:
-    """Reject non-images and corrupt images; shrink moderately oversized ones, refuse the rest.
+def check_image(data: bytes, *, max_bytes: int) -> Media:
+    """Reject non-images and corrupt images; shrink images too large in bytes or in pixels; refuse
+    the rest, naming the real reason (bytes or pixels).
 
-    Each case is a user-facing InputError, so nothing is submitted for a bad upload.
+    Each case is a user-facing InputError, so nothing is submitted for a bad upload. CPU-bound:
+    call it through `check_upload` from the event loop.
     """
     if len(data) > max_bytes * SHRINK_FACTOR:
         raise _too_large(len(data), max_bytes)
@@ -93,68 +110,67 @@ def check_image(data: bytes, *, max_bytes: int) -> CheckedImage:
         raise InputError("input.not_image")
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise _too_large(len(data), max_bytes)
+            pixels = image.width * image.height
+            limit = MAX_JPEG_PIXELS if mime == "image/jpeg" else MAX_DECODE_PIXELS
+            if pixels > limit:
+                raise _too_many_pixels(pixels, limit)
             image.verify()
         with Image.open(io.BytesIO(data)) as image:
+            if len(data) <= max_bytes and pixels <= MAX_PIXELS:
+                image.load()
+                return Media(data=data, mime=mime, width=image.width, height=image.height)
+            # JPEG: decode at the smallest scale that still gives the longest side we keep.
+            image.draft("RGB", (_LONGEST_SIDE, _LONGEST_SIDE))
             image.load()
-            width, height = image.size
-            if len(data) > max_bytes:
-                smaller = shrink(image, max_bytes)
-                if smaller is None:
-                    raise _too_large(len(data), max_bytes)
-                log.info("Shrank an upload from %d to %d bytes", len(data), len(smaller))
-                with Image.open(io.BytesIO(smaller)) as shrunk:
-                    width, height = shrunk.size
-                return CheckedImage(data=smaller, mime="image/jpeg", width=width, height=height)
+            smaller = shrink(image, max_bytes)
+        if smaller is None:
+            raise _too_large(len(data), max_bytes)
+        log.info("Shrank an upload from %d bytes, %d pixels to %d bytes", len(data), pixels, len(smaller))
+        with Image.open(io.BytesIO(smaller)) as shrunk:
+            return Media(data=smaller, mime="image/jpeg", width=shrunk.width, height=shrunk.height)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InputError("input.corrupt_image") from None
-    return CheckedImage(data=data, mime=mime, width=width, height=height)
 
 
-class ImageFetcher:
-    """Downloads result images with a size cap, without any credentials.
+async def check_upload(data: bytes, *, max_bytes: int) -> Media:
+    """check_image off the event loop: decoding a member's 28 MiB photo must not pause every guild."""
+    return await asyncio.to_thread(check_image, data, max_bytes=max_bytes)
 
-    aiohttp, not httpx (which the API client uses): at scale every finished task is one download,
-    and the same download costs about five times less CPU through aiohttp than through httpx 0.28 /
-    httpcore 1.0 (whose pool scans every connection on each request): bench/tracker.py at 10,000
-    tasks was CPU-bound on it. discord.py already runs on aiohttp, so it adds nothing to install.
-    """
 
-    def __init__(self, *, timeout: float = 60.0, max_connections: int = 32) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=10.0)
-        self._max_connections = max(1, max_connections)
-        self._session: aiohttp.ClientSession | None = None
+# ---- results: what the bot may post ---------------------------------------------------------------
 
-    def _open(self) -> aiohttp.ClientSession:
-        # Made on first use, inside the running loop (aiohttp binds a session to its loop).
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        return self._session
 
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+def _pillow_image(data: bytes) -> Media | None:
+    """A picture Pillow decodes, within MAX_RESULT_PIXELS."""
+    mime = sniff_image(data)
+    if mime is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_RESULT_PIXELS:
+                return None
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (256, 256))  # JPEG: a cheap decode at 1/8 scale still proves the stream
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    return Media(data=data, mime=mime, width=width, height=height)
 
-    async def fetch(self, url: str, *, max_bytes: int) -> bytes | None:
-        """The bytes, or None when the image is larger than `max_bytes` (caller falls back to the link).
 
-        Network failures raise TransientError so the tracker retries on its next cycle.
-        """
-        try:
-            async with self._open().get(url) as response:
-                if response.status >= 400:
-                    raise TransientError(f"image download answered HTTP {response.status}")
-                if response.content_length is not None and response.content_length > max_bytes:
-                    return None
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        return None
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except (TimeoutError, aiohttp.ClientError) as exc:  # aiohttp.InvalidURL included
-            raise TransientError(f"image download failed: {type(exc).__name__}") from None
+MediaCheck = Callable[[bytes], "Media | None"]
+
+#: How a downloaded result is recognised, first match wins. Each check looks at the bytes alone
+#: (never a Content-Type or a file name). The extension point for videos: add a check that
+#: recognises an allowed type (e.g. MP4 by its `ftyp` box) and returns its Media.
+MEDIA_CHECKS: list[MediaCheck] = [_pillow_image]
+
+
+def identify_media(data: bytes) -> Media | None:
+    """The Media these bytes are, or None when no check recognises them (CPU-bound: use a thread)."""
+    for check in MEDIA_CHECKS:
+        media = check(data)
+        if media is not None:
+            return media
+    return None

@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot import render
 from bot.errors import BotError, InputError
 from bot.i18n import t
-from bot.images import SHRINK_FACTOR, check_image
+from bot.images import SHRINK_FACTOR, check_upload
 from bot.jobs import Submit
 from bot.models import SubmitResult
 from bot.preferences import UserPrefs
@@ -44,7 +44,7 @@ async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
         data = await attachment.read()
     except discord.HTTPException:
         raise InputError("input.download_failed") from None
-    checked = check_image(data, max_bytes=max_bytes)
+    checked = await check_upload(data, max_bytes=max_bytes)
     return data_url(checked.data, checked.mime)
 
 

@@ -17,7 +17,7 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot import render
-from bot.errors import InputError, NotAllowed
+from bot.errors import InputError, NotAllowed, UpstreamError
 from bot.i18n import t
 from bot.policy import DAY, GuildSettings, day_start, normalize_words, split_words
 from bot.responder import error_text, locale_of, reply, report_error
@@ -235,12 +235,13 @@ class Admin(commands.Cog):
         if keys.cipher is None:
             raise NotAllowed("admin.no_encryption_key")
         style = auth_style.value if auth_style else "bearer"
+        # Userinfo, query and fragment are refused for everyone; private addresses for all but the
+        # bot owner (whose keys still connect only where the address rule allows).
+        check_base_url(base_url, self.bot.address_policy, private_ok=owner)
         try:
             config = UpstreamConfig(base_url=base_url, api_key="", auth_style=style, mode=_mode(mode))
         except ValueError:
             raise InputError("admin.key_bad_url") from None
-        if not owner:
-            check_base_url(config.base_url, self.bot.settings.key_allowed_hosts)
         guild_id = None if is_global else interaction.guild_id
         if any(k.guild_id == guild_id and k.label.lower() == label.strip().lower() for k in keys.visible(guild_id)):
             raise InputError("admin.key_exists", label=label)
@@ -322,7 +323,12 @@ class Admin(commands.Cog):
     @staticmethod
     def _check_text(key: ApiKey, result: KeyCheck, locale: str) -> str:
         if result.status == "error":
-            reason = error_text(result.error, locale).removeprefix("⚠️ ") if result.error else "?"
+            error = result.error
+            if isinstance(error, UpstreamError):
+                # The server's own words never reach the channel: a key's server is anyone's server.
+                status = f"HTTP {error.status}" if error.status else "—"
+                error = type(error)(status)
+            reason = error_text(error, locale).removeprefix("⚠️ ") if error else "?"
             return t("admin.test_error", locale, label=key.label, reason=reason)
         return t(f"admin.test_{result.status}", locale, label=key.label, host=key.host)
 

@@ -11,8 +11,8 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 
 from bot import render
-from bot.errors import BotError, InputError, TransientError
-from bot.images import check_image
+from bot.errors import BotError, DownloadTooLarge, InputError, TransientError
+from bot.images import SHRINK_FACTOR, check_upload
 from bot.models import SubmitResult
 from bot.policy import check_click
 from bot.responder import report_error
@@ -46,17 +46,20 @@ def check_image_url(url: str, hosts: frozenset[str]) -> str:
 
 
 async def download_image(bot: MJBot, url: str) -> str:
-    """A URL's image as a data URL (size-capped, bytes checked)."""
+    """A URL's image as a data URL: through the guarded fetcher (size-capped, public addresses only),
+    then checked and shrunk like an upload."""
     max_bytes = bot.settings.max_image_bytes
     try:
-        data = await bot.fetcher.fetch(url, max_bytes=max_bytes)
+        data = await bot.fetcher.fetch(url, max_bytes=max_bytes * SHRINK_FACTOR)
     except TransientError:
         raise InputError("input.download_failed") from None
-    if data is None:
+    except DownloadTooLarge:
         raise InputError(
-            "input.too_large", size_mb=f">{max_bytes / 1048576:.0f}", limit_mb=f"{max_bytes / 1048576:.0f}"
-        )
-    checked = check_image(data, max_bytes=max_bytes)
+            "input.too_large",
+            size_mb=f">{max_bytes * SHRINK_FACTOR / 1048576:.0f}",
+            limit_mb=f"{max_bytes / 1048576:.0f}",
+        ) from None
+    checked = await check_upload(data, max_bytes=max_bytes)
     return data_url(checked.data, checked.mime)
 
 

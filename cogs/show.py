@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.errors import BotError, InputError
-from bot.images import EXTENSIONS, sniff_image
+from bot.images import Media
 from bot.models import SUCCESS
 from bot.responder import report_error
 from bot.storage.sqlite import TaskRecord
@@ -33,18 +33,18 @@ class Show(commands.Cog):
     def __init__(self, bot: MJBot) -> None:
         self.bot = bot
 
-    async def _image(self, record: TaskRecord) -> bytes | None:
-        """Our re-uploaded copy first; if that link expired, ask the API for the task again."""
+    async def _image(self, record: TaskRecord) -> Media | None:
+        """Our re-uploaded copy first; if that link expired, ask the API for the task again. Every
+        link goes through the guarded fetcher and must be a picture."""
         limit = self.bot.settings.max_upload_bytes
+        fetcher = self.bot.fetcher
         for url in (record.result_url, record.image_url):
             if not url:
                 continue
             try:
-                data = await self.bot.fetcher.fetch(url, max_bytes=limit)
+                return await fetcher.fetch_media(url, max_bytes=limit)
             except BotError:
                 continue
-            if data and sniff_image(data):
-                return data
         try:
             task = await self.bot.jobs.client(record.upstream).fetch(record.id)
         except BotError:
@@ -52,7 +52,7 @@ class Show(commands.Cog):
         if task is None or not task.image_url:
             return None
         try:
-            return await self.bot.fetcher.fetch(task.image_url, max_bytes=limit)
+            return await fetcher.fetch_media(task.image_url, max_bytes=limit)
         except BotError:
             return None
 
@@ -68,12 +68,12 @@ class Show(commands.Cog):
             await report_error(interaction, InputError("show.not_finished"))
             return
         await interaction.response.defer(thinking=True)
-        data = await self._image(record)
+        media = await self._image(record)
         file = None
         image = None
-        if data is not None:
-            name = render.result_filename(record, EXTENSIONS.get(sniff_image(data) or "", "png"))
-            file = discord.File(io.BytesIO(data), filename=name)
+        if media is not None:
+            name = render.result_filename(record, media.extension)
+            file = discord.File(io.BytesIO(media.data), filename=name)
             image = f"attachment://{name}"
         parts = render.render_task(record, image=image)
         try:

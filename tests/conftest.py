@@ -44,6 +44,8 @@ def settings(tmp_path: Path, mj: SimulatedProxy, discord_fake: FakeDiscord) -> S
         dev_guild_id=discord_fake.guild.id,
         poll_interval=0.05,
         task_timeout=600.0,
+        # The fake Discord's attachments stand in for Discord's CDN (public in production) on 127.0.0.1.
+        key_allowed_hosts=(f"{discord_fake.host}:{discord_fake.port}",),
     )
 
 

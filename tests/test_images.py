@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-from collections.abc import AsyncIterator
+import threading
 
 import pytest
-from aiohttp import web
 from PIL import Image
 
-from bot.errors import InputError, TransientError
-from bot.images import SHRINK_FACTOR, ImageFetcher, check_image, sniff_image
+from bot import images
+from bot.errors import InputError
+from bot.images import MAX_DECODE_PIXELS, SHRINK_FACTOR, check_image, sniff_image
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
@@ -53,93 +52,35 @@ def test_refuses_far_too_large_files_without_decoding() -> None:
     assert caught.value.key == "input.too_large"
 
 
-def test_refuses_decompression_bombs() -> None:
-    bomb = encode(Image.new("1", (10000, 5000)), "PNG")  # tiny file, 50 million pixels
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_refuses_decompression_bombs_by_their_pixels() -> None:
+    bomb = encode(Image.new("1", (12000, 12000)), "PNG")  # tiny file, 144 million pixels
+    assert len(bomb) < 10**6
     with pytest.raises(InputError) as caught:
         check_image(bomb, max_bytes=10**6)
-    assert caught.value.key == "input.too_large"
+    assert caught.value.key == "input.too_many_pixels"
+    assert caught.value.params["megapixels"] == "144"
+    assert caught.value.params["limit_mp"] == f"{MAX_DECODE_PIXELS / 1e6:.0f}"
 
 
-# ---- ImageFetcher: downloads from a real HTTP server on 127.0.0.1 ----------------------------------
+def test_a_48_megapixel_phone_photo_is_shrunk_by_its_pixels() -> None:
+    """Issue 17 item 3: an 8000x6000 JPEG of half a megabyte was refused as "0.5 MB; the limit is 10 MB"."""
+    photo = Image.radial_gradient("L").resize((8000, 6000)).convert("RGB")
+    data = encode(photo, "JPEG")
+    assert len(data) < 10 * 1048576
+    checked = check_image(data, max_bytes=10 * 1048576)
+    assert checked.mime == "image/jpeg" and max(checked.width, checked.height) == 2048
+    assert checked.width * checked.height < 8000 * 6000 and len(checked.data) <= 10 * 1048576
 
 
-@pytest.fixture
-async def image_server() -> AsyncIterator[tuple[str, list[web.Request]]]:
-    """Serves a PNG (declared length), the same without a length (chunked), a 500, a redirect."""
-    png = encode(Image.frombytes("RGB", (32, 32), os.urandom(32 * 32 * 3)), "PNG")  # about 3 KB
-    seen: list[web.Request] = []
+async def test_checking_an_upload_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 9: Pillow work on members' attachments runs in a worker thread, not on the event loop."""
+    threads: list[threading.Thread] = []
 
-    async def sized(request: web.Request) -> web.Response:
-        seen.append(request)
-        return web.Response(body=png, content_type="image/png")
+    def watched(data: bytes, *, max_bytes: int) -> images.Media:
+        threads.append(threading.current_thread())
+        return check_image(data, max_bytes=max_bytes)
 
-    async def chunked(request: web.Request) -> web.StreamResponse:
-        seen.append(request)
-        response = web.StreamResponse()
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for start in range(0, len(png), 100):
-            await response.write(png[start : start + 100])
-        await response.write_eof()
-        return response
-
-    async def broken(request: web.Request) -> web.Response:
-        return web.Response(status=500)
-
-    async def moved(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/sized.png")
-
-    app = web.Application()
-    app.router.add_get("/sized.png", sized)
-    app.router.add_get("/chunked.png", chunked)
-    app.router.add_get("/broken.png", broken)
-    app.router.add_get("/moved.png", moved)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", seen
-    finally:
-        await runner.cleanup()
-
-
-async def test_fetcher_downloads_follows_redirects_and_sends_no_credentials(
-    image_server: tuple[str, list[web.Request]],
-) -> None:
-    base, seen = image_server
-    fetcher = ImageFetcher()
-    try:
-        for path in ("/sized.png", "/chunked.png", "/moved.png"):
-            data = await fetcher.fetch(base + path, max_bytes=10**6)
-            assert data is not None and sniff_image(data) == "image/png"
-    finally:
-        await fetcher.aclose()
-    assert all("Authorization" not in r.headers and "mj-api-secret" not in r.headers for r in seen)
-
-
-@pytest.mark.parametrize("path", ["/sized.png", "/chunked.png"])
-async def test_fetcher_gives_up_on_an_image_over_the_cap(
-    image_server: tuple[str, list[web.Request]], path: str
-) -> None:
-    base, _ = image_server
-    fetcher = ImageFetcher()
-    try:
-        assert await fetcher.fetch(base + path, max_bytes=1000) is None  # declared or counted while streaming
-    finally:
-        await fetcher.aclose()
-
-
-async def test_fetcher_turns_failures_into_transient_errors(image_server: tuple[str, list[web.Request]]) -> None:
-    base, _ = image_server
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    fetcher = ImageFetcher(timeout=5.0)
-    try:
-        for url in (base + "/broken.png", f"http://127.0.0.1:{closed}/x.png", "http://[not a url/x.png"):
-            with pytest.raises(TransientError):
-                await fetcher.fetch(url, max_bytes=10**6)
-    finally:
-        await fetcher.aclose()
+    monkeypatch.setattr(images, "check_image", watched)
+    checked = await images.check_upload(encode(Image.new("RGB", (64, 64), "blue"), "PNG"), max_bytes=10**6)
+    assert checked.width == 64 and threads and threads[0] is not threading.main_thread()

@@ -17,6 +17,7 @@ from cryptography.fernet import InvalidToken
 from bot.config import ConfigError, Settings
 from bot.errors import InputError, NotAllowed, QueueFull, Unauthorized
 from bot.jobs import Jobs
+from bot.net.addresses import AddressPolicy
 from bot.storage.sqlite import Store
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.keys import (
@@ -355,7 +356,22 @@ def test_upstream_names() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://127.0.0.1:8080", "http://localhost", "https://10.1.2.3", "http://192.168.1.5", "http://[::1]:80"]
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://localhost",
+        "https://10.1.2.3",
+        "http://192.168.1.5",
+        "http://[::1]:80",
+        "http://169.254.169.254",
+        "http://100.64.0.1",
+        "http://2130706433:8080",
+        "http://0x7f000001",
+        "http://127.1",
+        "http://0:8080",
+        "http://[::ffff:127.0.0.1]",
+        "http://[fd00::1]",
+    ],
 )
 def test_server_admins_may_not_use_private_hosts(url: str) -> None:
     with pytest.raises(InputError) as caught:
@@ -363,9 +379,31 @@ def test_server_admins_may_not_use_private_hosts(url: str) -> None:
     assert caught.value.key == "admin.key_private_host"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pass@api.relay.example",
+        "https://token@api.relay.example",
+        "https://api.relay.example/?key=sk-1",
+        "https://api.relay.example/#frag",
+        "https://api.relay.example?",
+    ],
+)
+def test_key_base_urls_refuse_userinfo_query_and_fragment_even_for_the_owner(url: str) -> None:
+    with pytest.raises(InputError) as caught:
+        check_base_url(url, private_ok=True)
+    assert caught.value.key == "admin.key_url_extras"
+
+
 def test_public_and_allowed_hosts_pass() -> None:
     check_base_url("https://api.relay.example")
-    check_base_url("http://127.0.0.1:8080", ("127.0.0.1",))
+    policy = AddressPolicy(allowed_pairs=frozenset({"127.0.0.1:8080"}))
+    check_base_url("http://127.0.0.1:8080", policy)
+    with pytest.raises(InputError):  # the allowed host on another port
+        check_base_url("http://127.0.0.1:8081", policy)
+    policy.trust("http://10.0.0.7:9000")  # the .env upstream's exact origin
+    check_base_url("http://10.0.0.7:9000", policy)
+    check_base_url("http://127.0.0.1:9999", private_ok=True)  # the bot owner
 
 
 # ---- settings -------------------------------------------------------------------------------------
@@ -375,10 +413,17 @@ def test_key_settings_are_read_and_checked() -> None:
     base = {"DISCORD_TOKEN": "t", "MJ_API_BASE": "https://x.example"}
     key = KeyCipher.generate()
     settings = Settings.from_env(
-        {**base, "KEY_ENCRYPTION_KEY": key, "OWNER_IDS": "1, 22", "KEY_ALLOWED_HOSTS": "127.0.0.1 mj.lan"}
+        {
+            **base,
+            "KEY_ENCRYPTION_KEY": key,
+            "OWNER_IDS": "1, 22",
+            "KEY_ALLOWED_HOSTS": "127.0.0.1:8080, MJ.lan:443 [::1]:9",
+        }
     )
     assert settings.key_encryption_key == key and key not in repr(settings)
-    assert settings.owner_ids == (1, 22) and settings.key_allowed_hosts == ("127.0.0.1", "mj.lan")
+    assert settings.owner_ids == (1, 22) and settings.key_allowed_hosts == ("127.0.0.1:8080", "mj.lan:443", "[::1]:9")
+    with pytest.raises(ConfigError, match="KEY_ALLOWED_HOSTS takes host:port"):
+        Settings.from_env({**base, "KEY_ALLOWED_HOSTS": "127.0.0.1"})  # a whole machine is not an exception
     with pytest.raises(ConfigError, match="KEY_ENCRYPTION_KEY") as caught:
         Settings.from_env({**base, "KEY_ENCRYPTION_KEY": "not-a-fernet-key-secret"})
     assert "not-a-fernet-key-secret" not in str(caught.value)

@@ -21,8 +21,8 @@ import pytest
 from bot import render
 from bot.config import Settings
 from bot.errors import QueueFull, TransientError
-from bot.images import ImageFetcher
 from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask
+from bot.net.fetcher import Fetcher
 from bot.storage.sqlite import Store, TaskRecord
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.scheduling import poll_every, read_phase
@@ -163,15 +163,17 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-async def fetcher() -> AsyncIterator[ImageFetcher]:
-    fetcher = ImageFetcher()
+async def fetcher() -> AsyncIterator[Fetcher]:
+    # One upstream in these tests: the shared download_concurrency is what they measure, not its
+    # per-upstream share.
+    fetcher = Fetcher(slots_per_upstream=1000)
     yield fetcher
     await fetcher.aclose()
 
 
 async def make_tracker(
     store: Store,
-    fetcher: ImageFetcher,
+    fetcher: Fetcher,
     upstream: Any,
     records: Sequence[TaskRecord],
     *,
@@ -372,7 +374,7 @@ async def test_priority_slots_give_up_waiting_when_told_and_leak_nothing() -> No
 # ---- the tracker with fakes -----------------------------------------------------------------------
 
 
-async def test_each_cycle_reads_in_batches_of_batch_size(store: Store, fetcher: ImageFetcher) -> None:
+async def test_each_cycle_reads_in_batches_of_batch_size(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     records = [record() for _ in range(250)]
     upstream = FakeUpstream(tasks={r.id: as_task(r) for r in records})
@@ -382,7 +384,7 @@ async def test_each_cycle_reads_in_batches_of_batch_size(store: Store, fetcher: 
     assert tracker.counters.last_cycle_requests == 3
 
 
-async def test_unchanged_state_sends_no_edit(store: Store, fetcher: ImageFetcher) -> None:
+async def test_unchanged_state_sends_no_edit(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     client = FakeDiscordClient()
     rec = record(IN_PROGRESS, 30)
@@ -394,7 +396,7 @@ async def test_unchanged_state_sends_no_edit(store: Store, fetcher: ImageFetcher
 
 
 async def test_queued_tasks_are_read_less_often_than_running_ones_and_those_near_the_end_every_tick(
-    store: Store, fetcher: ImageFetcher
+    store: Store, fetcher: Fetcher
 ) -> None:
     clock = Clock()
     queued, running, ending = record(NOT_START, None), record(IN_PROGRESS, 30), record(IN_PROGRESS, 80)
@@ -409,7 +411,7 @@ async def test_queued_tasks_are_read_less_often_than_running_ones_and_those_near
 
 
 async def test_a_failing_upstream_is_read_less_and_less_often_then_normally_again(
-    store: Store, fetcher: ImageFetcher
+    store: Store, fetcher: Fetcher
 ) -> None:
     clock = Clock()
     rec = record(IN_PROGRESS, 80)
@@ -426,7 +428,7 @@ async def test_a_failing_upstream_is_read_less_and_less_often_then_normally_agai
     assert tracker.counters.read_failures == 4
 
 
-async def test_retry_after_holds_reads_back(store: Store, fetcher: ImageFetcher) -> None:
+async def test_retry_after_holds_reads_back(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     rec = record(IN_PROGRESS, 80)
     upstream = FakeUpstream(tasks={rec.id: as_task(rec)}, errors=[QueueFull("overloaded", retry_after=7.0)])
@@ -437,7 +439,7 @@ async def test_retry_after_holds_reads_back(store: Store, fetcher: ImageFetcher)
     assert len(upstream.calls) == 3
 
 
-async def test_a_slow_upstream_is_read_less_often(store: Store, fetcher: ImageFetcher) -> None:
+async def test_a_slow_upstream_is_read_less_often(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     rec = record(IN_PROGRESS, 80)
     upstream = FakeUpstream(tasks={rec.id: as_task(rec)}, clock=clock, takes=6.0)
@@ -449,7 +451,7 @@ async def test_a_slow_upstream_is_read_less_often(store: Store, fetcher: ImageFe
     assert len(upstream.calls) < 5
 
 
-async def test_a_task_without_a_message_gets_a_fresh_one(store: Store, fetcher: ImageFetcher) -> None:
+async def test_a_task_without_a_message_gets_a_fresh_one(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     client = FakeDiscordClient()
     rec = record(NOT_START, None, message_id=None)
@@ -462,7 +464,7 @@ async def test_a_task_without_a_message_gets_a_fresh_one(store: Store, fetcher: 
     assert stored is not None and stored.message_id is not None and stored.shown
 
 
-async def test_forgetting_a_task_drops_its_write_waiting_for_a_retry(store: Store, fetcher: ImageFetcher) -> None:
+async def test_forgetting_a_task_drops_its_write_waiting_for_a_retry(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     refused: list[int] = []
 
@@ -497,7 +499,7 @@ async def test_forgetting_a_task_drops_its_write_waiting_for_a_retry(store: Stor
     await tracker.stop()
 
 
-async def test_a_task_past_the_timeout_ends_with_a_clear_failure(store: Store, fetcher: ImageFetcher) -> None:
+async def test_a_task_past_the_timeout_ends_with_a_clear_failure(store: Store, fetcher: Fetcher) -> None:
     clock, wall = Clock(), Clock(10_000.0)
     client = FakeDiscordClient()
     rec = record(IN_PROGRESS, 30, created_at=10_000.0 - 61.0)
@@ -515,7 +517,7 @@ async def test_a_task_past_the_timeout_ends_with_a_clear_failure(store: Store, f
 
 
 async def test_progress_that_moves_again_before_its_edit_left_is_sent_once_with_the_newest_state(
-    store: Store, fetcher: ImageFetcher
+    store: Store, fetcher: Fetcher
 ) -> None:
     clock = Clock()
     client = FakeDiscordClient(gate=asyncio.Event())
@@ -536,7 +538,7 @@ async def test_progress_that_moves_again_before_its_edit_left_is_sent_once_with_
 
 
 async def test_progress_edits_share_a_bot_wide_rate_and_results_do_not_wait_for_it(
-    store: Store, fetcher: ImageFetcher
+    store: Store, fetcher: Fetcher
 ) -> None:
     clock = Clock()
     client = FakeDiscordClient()
@@ -557,7 +559,7 @@ async def test_progress_edits_share_a_bot_wide_rate_and_results_do_not_wait_for_
 
 
 async def test_more_batches_than_fetch_slots_are_spread_over_the_interval_and_applied_as_they_come(
-    store: Store, fetcher: ImageFetcher
+    store: Store, fetcher: Fetcher
 ) -> None:
     clock = Clock()
     records = [record(IN_PROGRESS, 10) for _ in range(6)]
@@ -590,7 +592,7 @@ async def test_more_batches_than_fetch_slots_are_spread_over_the_interval_and_ap
     assert all(tracked(tracker, r.id).progress == 50 for r in records)
 
 
-async def test_drain_waits_for_the_writes_in_flight(store: Store, fetcher: ImageFetcher) -> None:
+async def test_drain_waits_for_the_writes_in_flight(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     client = FakeDiscordClient(gate=asyncio.Event())
     rec = shown(record(IN_PROGRESS, 10))
@@ -606,7 +608,7 @@ async def test_drain_waits_for_the_writes_in_flight(store: Store, fetcher: Image
     assert tracker.pending_writes == 0 and len(client.writes) == 1
 
 
-async def test_a_result_does_not_wait_behind_its_channels_progress_edit(store: Store, fetcher: ImageFetcher) -> None:
+async def test_a_result_does_not_wait_behind_its_channels_progress_edit(store: Store, fetcher: Fetcher) -> None:
     clock = Clock()
     client = FakeDiscordClient(gate=asyncio.Event())
     elsewhere = shown(record(IN_PROGRESS, 10, channel_id=99))
@@ -648,7 +650,7 @@ class SlowSavingStore(Store):
         await super().update_many(changes)
 
 
-async def test_stopping_right_after_delivering_stores_the_delivery(tmp_path: Path, fetcher: ImageFetcher) -> None:
+async def test_stopping_right_after_delivering_stores_the_delivery(tmp_path: Path, fetcher: Fetcher) -> None:
     store = await SlowSavingStore.open(tmp_path / "bot.sqlite3")
     try:
         clock = Clock()
@@ -670,7 +672,7 @@ async def test_stopping_right_after_delivering_stores_the_delivery(tmp_path: Pat
 
 @pytest.mark.parametrize(("lease_seconds", "pause", "round_trips"), [(30.0, 0.0, 0), (0.6, 0.35, 1)])
 async def test_results_fence_their_leases_in_one_round_trip_or_none(
-    tmp_path: Path, fetcher: ImageFetcher, lease_seconds: float, pause: float, round_trips: int
+    tmp_path: Path, fetcher: Fetcher, lease_seconds: float, pause: float, round_trips: int
 ) -> None:
     """Within half a lease of its claim a lease needs no check; later, results ready together share one."""
     store = await CountingStore.open(tmp_path / "bot.sqlite3", lease_seconds=lease_seconds)
@@ -696,7 +698,7 @@ async def test_results_fence_their_leases_in_one_round_trip_or_none(
 
 
 async def test_a_burst_in_one_channel_draws_no_429_and_finals_jump_the_progress_queue(
-    tmp_path: Path, fetcher: ImageFetcher
+    tmp_path: Path, fetcher: Fetcher
 ) -> None:
     window = 0.25
     async with (
@@ -707,6 +709,7 @@ async def test_a_burst_in_one_channel_draws_no_429_and_finals_jump_the_progress_
         store = await Store.open(tmp_path / "bot.sqlite3")
         client = discord.Client(intents=discord.Intents.none())
         upstream = MJClient(UpstreamConfig(base_url=proxy.base_url, api_key=""))
+        fetcher.policy.trust(proxy.base_url)  # the upstream's own origin, as MJBot trusts MJ_API_BASE
         await client.login(TOKEN)
         try:
             busy = [proxy.add_task(f"busy {i}") for i in range(30)]
@@ -762,7 +765,7 @@ async def test_a_burst_in_one_channel_draws_no_429_and_finals_jump_the_progress_
 
 
 async def test_a_crashed_trackers_tasks_are_taken_over_after_its_lease_and_delivered_once(
-    tmp_path: Path, fetcher: ImageFetcher
+    tmp_path: Path, fetcher: Fetcher
 ) -> None:
     path = tmp_path / "shared.sqlite3"
     store_a = await Store.open(path, owner="a", lease_seconds=0.3)
@@ -791,7 +794,7 @@ async def test_a_crashed_trackers_tasks_are_taken_over_after_its_lease_and_deliv
         await store_b.close()
 
 
-async def test_the_survivors_of_a_crash_split_its_tasks_evenly(tmp_path: Path, fetcher: ImageFetcher) -> None:
+async def test_the_survivors_of_a_crash_split_its_tasks_evenly(tmp_path: Path, fetcher: Fetcher) -> None:
     path = tmp_path / "shared.sqlite3"
     stores = [
         await Store.open(path, owner=owner, lease_seconds=lease) for owner, lease in (("c", 0.3), ("a", 30), ("b", 30))
@@ -817,7 +820,7 @@ async def test_the_survivors_of_a_crash_split_its_tasks_evenly(tmp_path: Path, f
 
 
 async def test_a_tracker_that_lost_its_lease_neither_delivers_nor_keeps_tracking(
-    tmp_path: Path, fetcher: ImageFetcher
+    tmp_path: Path, fetcher: Fetcher
 ) -> None:
     path = tmp_path / "shared.sqlite3"
     store_a = await Store.open(path, owner="a", lease_seconds=0.3)
@@ -843,7 +846,7 @@ async def test_a_tracker_that_lost_its_lease_neither_delivers_nor_keeps_tracking
         await store_b.close()
 
 
-async def test_resume_takes_back_more_own_tasks_than_one_claim_batch(store: Store, fetcher: ImageFetcher) -> None:
+async def test_resume_takes_back_more_own_tasks_than_one_claim_batch(store: Store, fetcher: Fetcher) -> None:
     recs = [record(IN_PROGRESS, 10) for _ in range(7)]
     tracker = await asyncio.wait_for(
         make_tracker(store, fetcher, FakeUpstream(), recs, clock=Clock(), claim_batch=3), timeout=10

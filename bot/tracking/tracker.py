@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from bot.images import ImageFetcher
 from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, result_extra
 from bot.storage.sqlite import Storage, TaskRecord
 from bot.tracking.leases import Leases
@@ -42,6 +41,7 @@ from bot.tracking.tasks import TrackedTask, TrackedTasks
 from bot.tracking.writer import DiscordWriter
 
 if TYPE_CHECKING:
+    from bot.net.fetcher import Fetcher
     from bot.upstream.client import MJClient
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Tracker:
         client: discord.Client,
         store: Storage,
         upstreams: Mapping[str, MJClient],
-        fetcher: ImageFetcher,
+        fetcher: Fetcher,
         settings: TrackerSettings,
         *,
         clock: Callable[[], float] = time.monotonic,

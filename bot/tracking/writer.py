@@ -25,9 +25,10 @@ import aiohttp
 import discord
 
 from bot import render
-from bot.errors import BotError
-from bot.images import EXTENSIONS, ImageFetcher, sniff_image
-from bot.models import FINAL_STATUSES, MODAL, SUCCESS
+from bot.errors import BotError, DownloadRefused, DownloadTooLarge, NotMedia
+from bot.images import Media
+from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS
+from bot.net.fetcher import Fetcher
 from bot.storage.sqlite import TaskRecord
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.saving import PendingSaves
@@ -53,7 +54,7 @@ class DiscordWriter:
     def __init__(
         self,
         client: discord.Client,
-        fetcher: ImageFetcher,
+        fetcher: Fetcher,
         tasks: TrackedTasks,
         saves: PendingSaves,
         settings: TrackerSettings,
@@ -187,7 +188,9 @@ class DiscordWriter:
         record = task.record
         try:
             if record.status in FINAL_STATUSES:
-                async with self._downloads:
+                # The task's upstream slot first: results waiting on one slow image host hold none
+                # of the shared download slots the other upstreams' results need.
+                async with self._fetcher.slot(record.upstream), self._downloads:
                     go, data = await self._fetch_result(record)
                     if not go or not await self._still_ours(record.id):
                         return False
@@ -233,13 +236,21 @@ class DiscordWriter:
                 self._saves.save_soon()
         return True
 
-    async def _fetch_result(self, record: TaskRecord) -> tuple[bool, bytes | None]:
+    async def _fetch_result(self, record: TaskRecord) -> tuple[bool, Media | BotError | None]:
         """(go on, the picture to upload). The picture of a success is downloaded once, to be
-        re-uploaded (its link expires); after MAX_DOWNLOAD_ATTEMPTS failures the link is shown."""
+        re-uploaded (its link expires); after MAX_DOWNLOAD_ATTEMPTS failures the link is shown. A
+        link the guarded fetcher refuses (private address) or bytes that are no picture come back as
+        that error: the task is shown as failed, never posted."""
         if not (record.status == SUCCESS and record.image_url and not record.result_url):
             return True, None
         try:
-            return True, await self._fetcher.fetch(record.image_url, max_bytes=self.settings.max_upload_bytes)
+            media = await self._fetcher.fetch_media(record.image_url, max_bytes=self.settings.max_upload_bytes)
+            return True, media
+        except DownloadTooLarge:
+            return True, None  # Discord shows the link itself
+        except (DownloadRefused, NotMedia) as exc:
+            log.warning("The result of %s is not posted: %s", record.id, exc.detail)
+            return True, exc
         except BotError as exc:
             task = self._tasks.get(record.id)
             failures = task.download_failures + 1 if task is not None else MAX_DOWNLOAD_ATTEMPTS
@@ -252,21 +263,23 @@ class DiscordWriter:
             log.warning("Giving up downloading the result of %s; posting the link", record.id)
             return True, None
 
-    async def _deliver(self, record: TaskRecord, data: bytes | None) -> bool:
+    async def _deliver(self, record: TaskRecord, result: Media | BotError | None) -> bool:
         file: discord.File | None = None
         image_ref: str | None = None
-        if data is not None:
-            mime = sniff_image(data) or "image/png"
-            name = render.result_filename(record, EXTENSIONS.get(mime, "png"))
-            file = discord.File(io.BytesIO(data), filename=name)
+        shown = record
+        if isinstance(result, BotError):
+            shown = replace(record, status=FAILURE, fail_reason=f"bot:{result.key}")
+        elif result is not None:
+            name = render.result_filename(record, result.extension)
+            file = discord.File(io.BytesIO(result.data), filename=name)
             image_ref = f"attachment://{name}"
-        parts = render.render_task(record, image=image_ref)
-        message = await self._send_or_edit(record, parts, file=file)
+        parts = render.render_task(shown, image=image_ref)
+        message = await self._send_or_edit(shown, parts, file=file)
         if message is None:
             return True
         result_url = message.attachments[0].url if message.attachments else record.result_url
         delivered = replace(
-            record, shown=parts.fingerprint(), message_id=message.id, delivered=True, result_url=result_url
+            shown, shown=parts.fingerprint(), message_id=message.id, delivered=True, result_url=result_url
         )
         self._finish(record, delivered)
         return True

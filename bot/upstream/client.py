@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.errors import (
+    AddressNotAllowed,
     BannedPrompt,
     InvalidRequest,
     QueueFull,
@@ -36,6 +37,7 @@ from bot.errors import (
     UpstreamError,
 )
 from bot.models import MJTask, SubmitResult, coerce_id
+from bot.net.addresses import AddressRefused
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,9 @@ USER_AGENT = "mj-discord-bot/0.1 (+httpx)"
 
 #: Longest detail kept from a server body; HTML error pages and stack traces are not messages.
 _MAX_DETAIL = 300
+#: Largest answer read from an API server (a list of 100 tasks is well under 1 MiB); the rest is
+#: not read, and the answer counts as garbage.
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 # Words that classify free-text answers (code 4/9, trueai success:false, relay descriptions).
 # Order matters: "队列数已达上限" is a full queue, not a used-up quota.
@@ -142,7 +147,8 @@ def _decode(response: httpx.Response) -> tuple[Any, bool]:
         return None, False
     try:
         return json.loads(response.content), True
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: thousands of nested brackets. An answer, not a crash.
         return None, False
 
 
@@ -353,8 +359,10 @@ class MJClient:
         read_retries: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 30.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.config = config
+        self._max_response_bytes = max_response_bytes
         self._read_retries = max(0, read_retries)
         self._backoff = max(0.0, backoff)
         self._max_retry_after = max(0.0, max_retry_after)
@@ -395,16 +403,23 @@ class MJClient:
     # ---- transport ----
 
     async def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        """One HTTP exchange; transport failures become TransientError (the key never leaves its host)."""
+        """One HTTP exchange; transport failures become TransientError (the key never leaves its host).
+
+        The body is streamed with a byte cap and the whole exchange has one deadline
+        (`config.timeout`): a server that drips its answer or sends gigabytes cannot hold a reader.
+        """
         full_path = self.config.path_prefix + path
         request = self._http.build_request(method, full_path, json=body)
         if _same_origin(request.url, self._origin):
             request.headers.update(self.config.auth_headers())
         started = time.monotonic()
         try:
-            response = await self._http.send(request)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self.config.timeout):
+                response = await self._receive(request)
+        except (TimeoutError, httpx.TimeoutException) as exc:
             raise TransientError(f"no answer within {self.config.timeout:g} s ({type(exc).__name__})") from None
+        except AddressRefused:
+            raise AddressNotAllowed(f"{self._origin.host} is not a public address") from None
         except httpx.ConnectError as exc:
             raise TransientError(f"could not connect ({type(exc).__name__})") from None
         except httpx.RequestError as exc:
@@ -418,6 +433,28 @@ class MJClient:
             (time.monotonic() - started) * 1000,
         )
         return response
+
+    async def _receive(self, request: httpx.Request) -> httpx.Response:
+        """The answer with its body read, at most `max_response_bytes` of it (after decompression)."""
+        response = await self._http.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_response_bytes:
+                    raise TransientError(
+                        f"the answer is larger than {self._max_response_bytes // 1048576} MiB",
+                        status=response.status_code,
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        # The body is already decoded: the copy carries no Content-Encoding to decode it twice.
+        headers = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks), request=request)
 
     async def _submit(self, path: str, body: Mapping[str, Any]) -> SubmitResult:
         """POST a submit once. Never retried: a lost answer may still have started (and charged) a task."""

@@ -13,7 +13,6 @@ the database. Plain secrets live only inside UpstreamConfig (repr=False) in memo
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -25,6 +24,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bot.config import ConfigError, fernet_keys
 from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unauthorized
+from bot.net.addresses import AddressPolicy, AddressRefused
+from bot.net.transport import GuardedTransport
 from bot.storage.sqlite import NewApiKey
 from bot.upstream.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 
@@ -148,32 +149,42 @@ class KeyCheck:
     error: BotError | None = None
 
 
-def _private_host(host: str) -> bool:
-    lowered = host.lower().rstrip(".")
-    if lowered == "localhost" or lowered.endswith((".localhost", ".local", ".internal")):
-        return True
+def check_base_url(base_url: str, policy: AddressPolicy | None = None, *, private_ok: bool = False) -> None:
+    """A key's base URL, before it is saved. Never a user name or password (httpx would send them
+    as Basic auth to whoever the URL names), a query or a fragment. Server admins may not point keys
+    at the bot's own machine or network (the bot would make the requests): a host that spells a
+    non-public address in any form is refused here, a name that resolves to one is refused when the
+    client connects (GuardedTransport). Exempt: the policy's KEY_ALLOWED_HOSTS pairs and trusted
+    origins, and the bot owner (`private_ok`), whose keys still connect only under the same rule."""
     try:
-        address = ipaddress.ip_address(lowered.strip("[]"))
+        parts = urlsplit(base_url.strip())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
     except ValueError:
-        return False
-    return not address.is_global
-
-
-def check_base_url(base_url: str, allowed_hosts: tuple[str, ...] = ()) -> None:
-    """Server admins may not point keys at the bot's own machine or network (the bot would make the
-    requests): loopback, private and link-local addresses need KEY_ALLOWED_HOSTS. The bot owner is exempt."""
-    host = urlsplit(base_url.strip()).hostname or ""
-    if host.lower() in {h.lower() for h in allowed_hosts}:
+        raise InputError("admin.key_bad_url") from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InputError("admin.key_url_extras")
+    if parts.query or parts.fragment or base_url.strip().endswith(("?", "#")):
+        raise InputError("admin.key_url_extras")
+    if private_ok:
         return
-    if _private_host(host):
+    try:
+        (policy or AddressPolicy()).check_literal(base_url)
+    except AddressRefused:
+        raise InputError("admin.key_private_host", host=parts.hostname or "") from None
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host.endswith((".local", ".internal")) and not (policy and policy.exempt(base_url)):
         raise InputError("admin.key_private_host", host=host)
 
 
 class Upstreams(Mapping[str, MJClient]):
     """Every upstream client by name. Key clients are created on first use from their config, so the
-    tracker and Jobs resolve `key:<id>` (and `key:<id>@mode`) names made at runtime."""
+    tracker and Jobs resolve `key:<id>` (and `key:<id>@mode`) names made at runtime.
 
-    def __init__(self) -> None:
+    With a `policy`, a key's client connects only to public addresses (GuardedTransport) unless its
+    base URL is exempt (KEY_ALLOWED_HOSTS, the .env upstream's origin)."""
+
+    def __init__(self, policy: AddressPolicy | None = None) -> None:
+        self.policy = policy
         self._configs: dict[str, UpstreamConfig] = {}
         self._clients: dict[str, MJClient] = {}
         self._retired: list[MJClient] = []
@@ -205,7 +216,8 @@ class Upstreams(Mapping[str, MJClient]):
         if config is None:
             raise KeyError(name)
         config = replace(config, name=name, mode=mode if mode is not None else config.mode)
-        client = self._clients[name] = MJClient(config)
+        guarded = self.policy is not None and not self.policy.exempt(config.base_url)
+        client = self._clients[name] = MJClient(config, transport=GuardedTransport() if guarded else None)
         return client
 
     def __contains__(self, name: object) -> bool:

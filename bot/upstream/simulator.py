@@ -308,6 +308,9 @@ class SimulatedProxy:
         self.host = host
         self.port = port
         self.base_url = ""
+        #: Where finished tasks say their picture is (`{image_base}/{task id}`); None: this server.
+        #: Tests point it elsewhere to play a server that answers with someone else's address.
+        self.image_base: str | None = None
         self.requests: list[RecordedRequest] = []
         self.tasks: dict[str, SimTask] = {}
         self.hook_deliveries: list[tuple[str, dict[str, Any]]] = []
@@ -1123,7 +1126,7 @@ class SimulatedProxy:
     def _image_url(self, task: SimTask) -> str | None:
         url = f"{self.base_url}/mj/image/{task.id}"
         if task.status == SUCCESS and task.kind != "shorten":
-            return url
+            return f"{self.image_base}/{task.id}" if self.image_base is not None else url
         if task.status == IN_PROGRESS and task.kind in ("grid", "single", "face"):
             return url + "?preview=1"
         return None

@@ -38,7 +38,7 @@ from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
 from bot.config import ConfigError, Settings
-from bot.errors import BotError, InputError, TransientError
+from bot.errors import BotError, InputError
 from bot.i18n import normalize, t
 from bot.images import sniff_image
 from bot.models import coerce_id
@@ -355,12 +355,11 @@ class WebServer:
             url = await source(parent) if callable(source) else source
             if not url:
                 continue
-            try:
-                data = await self._bot.fetcher.fetch(url, max_bytes=MAX_EDITOR_IMAGE)
-            except TransientError:
+            try:  # the guarded fetcher: public addresses only, and the bytes must be a picture
+                data = (await self._bot.fetcher.fetch_media(url, max_bytes=MAX_EDITOR_IMAGE)).data
+            except BotError:
                 continue
-            if data:
-                break
+            break
         mime = sniff_image(data) if data else None
         if data is None or mime is None:
             raise InputError("web.image_failed")

@@ -27,16 +27,29 @@ GOOD_SECRET = "sk-second-proxy-secret-7f3a9c"
 BAD_SECRET = "sk-wrong-key-never-valid-1111"
 
 
+#: host:port of the second upstreams running now: the operator allows them (KEY_ALLOWED_HOSTS).
+LOCAL_UPSTREAMS: list[str] = []
+
+
 @pytest.fixture
 async def mj2() -> AsyncIterator[SimulatedProxy]:
     """A second upstream with its own key: where a good admin-added key points."""
     async with SimulatedProxy(flavor="relay", api_key=GOOD_SECRET, clock="reads", progress_steps=2) as proxy:
-        yield proxy
+        LOCAL_UPSTREAMS.append(f"127.0.0.1:{proxy.port}")
+        try:
+            yield proxy
+        finally:
+            LOCAL_UPSTREAMS.remove(f"127.0.0.1:{proxy.port}")
+
+
+def allowed(runner: BotRunner) -> tuple[str, ...]:
+    """The fake Discord's pair (conftest) plus the second upstreams' on 127.0.0.1."""
+    return (*runner.settings.key_allowed_hosts, *LOCAL_UPSTREAMS)
 
 
 async def start(runner: BotRunner, **changes: Any) -> MJBot:
-    """Key encryption on, and the simulators' 127.0.0.1 allowed for server admins' keys."""
-    return await runner.start(key_encryption_key=FERNET, key_allowed_hosts=("127.0.0.1",), **changes)
+    """Key encryption on, and the simulators on 127.0.0.1 allowed for server admins' keys."""
+    return await runner.start(key_encryption_key=FERNET, key_allowed_hosts=allowed(runner), **changes)
 
 
 def latest(handle: InteractionHandle) -> FakeMessage | None:
@@ -344,7 +357,7 @@ async def test_settings_keys_and_running_tasks_survive_a_restart(
     # Stop only once the message is tied to the task (tracked), so the restart resumes this message.
     await discord_fake.wait_for(lambda: task.id in first.tracker.active_ids, timeout=10)
 
-    bot = await runner.restart(key_encryption_key=FERNET, key_allowed_hosts=("127.0.0.1",))
+    bot = await runner.restart(key_encryption_key=FERNET, key_allowed_hosts=allowed(runner))
     shown = (await admin(discord_fake, "settings show")).text()
     assert "Tasks per member per day: 5" in shown and "`blood bath`" in shown and "only the member" in shown
     assert "good" in (await admin(discord_fake, "key list")).text()
@@ -375,11 +388,11 @@ async def test_a_new_encryption_key_listed_first_takes_over_the_stored_keys(
     await add_key(discord_fake, "good", mj2.base_url, GOOD_SECRET)
     await runner.stop()
     new = KeyCipher.generate()
-    await runner.start(key_encryption_key=f"{new},{FERNET}", key_allowed_hosts=("127.0.0.1",))
+    await runner.start(key_encryption_key=f"{new},{FERNET}", key_allowed_hosts=allowed(runner))
     await runner.stop()
     with pytest.raises(ConfigError, match="KEY_ENCRYPTION_KEY does not match"):
         await runner.start(key_encryption_key=FERNET)  # the stored keys moved to the new one
-    bot = await runner.start(key_encryption_key=new, key_allowed_hosts=("127.0.0.1",))
+    bot = await runner.start(key_encryption_key=new, key_allowed_hosts=allowed(runner))
     await imagine_done(discord_fake, "an owl after the rotation")
     assert len(mj2.submits("/submit/imagine")) == 1 and mj.submits() == []
     assert bot.keys.find("good", discord_fake.guild.id) is not None

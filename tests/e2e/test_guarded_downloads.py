@@ -1,0 +1,168 @@
+"""Issue 15 items 1, 5 and 9, end to end: every download the bot makes for someone else goes
+through the guarded fetcher. The real bot between the fake Discord and the simulated API; the
+"internal services" are real HTTP servers on 127.0.0.1 that must never see a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from bot.bot import MJBot
+from bot.models import FAILURE
+from bot.upstream.simulator import SimulatedProxy
+from tests.conftest import BotRunner, is_done
+from tests.fakes.discord import FakeDiscord, FakeMessage
+
+
+class LocalService:
+    """A service on the bot's own machine: a picture at every path, and a log of what was asked."""
+
+    def __init__(self, body: bytes, content_type: str = "image/png") -> None:
+        self.body = body
+        self.content_type = content_type
+        self.seen: list[str] = []
+        self.base = ""
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def pair(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def _any(self, request: web.Request) -> web.Response:
+        self.seen.append(request.path)
+        return web.Response(body=self.body, content_type=self.content_type)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._any)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+async def internal() -> AsyncIterator[LocalService]:
+    service = LocalService(png())
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+async def not_an_image() -> AsyncIterator[LocalService]:
+    service = LocalService(b'{"AccessKeyId": "ASIA...", "SecretAccessKey": "..."}')
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def imagine(fake: FakeDiscord, prompt: str) -> FakeMessage:
+    handle = await fake.slash("imagine", user=fake.member, channel=fake.channel, options={"prompt": prompt})
+    return await handle.wait_original()
+
+
+async def failed(fake: FakeDiscord, message: FakeMessage, words: str) -> FakeMessage:
+    return await fake.wait_for(lambda: words in message.text() and not message.loading and message, timeout=15)
+
+
+def uploads(fake: FakeDiscord, task_id: str) -> list[object]:
+    return [r for r in fake.requests if any(f"mj_{task_id}." in name for _, name, _ in r.files)]
+
+
+async def test_a_result_at_the_cloud_metadata_address_is_a_failure_never_a_post(
+    bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    mj.image_base = "http://169.254.169.254/latest/meta-data/iam/security-credentials"
+    message = await imagine(discord_fake, "a lighthouse")
+    await failed(discord_fake, message, "private or local network")
+    task_id = next(iter(mj.tasks))
+    assert not message.attachments and not uploads(discord_fake, task_id)
+    row = await bot.store.get_task(task_id)
+    for _ in range(250):  # stored in the background, right after the Discord write
+        if row is not None and row.delivered:
+            break
+        await asyncio.sleep(0.02)
+        row = await bot.store.get_task(task_id)
+    assert row is not None and row.status == FAILURE and row.fail_reason == "bot:download.refused"
+
+
+async def test_a_result_on_the_api_host_but_another_port_is_refused(
+    bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy, internal: LocalService
+) -> None:
+    mj.image_base = f"{internal.base}/admin/export"  # same host as MJ_API_BASE, another port
+    message = await imagine(discord_fake, "a lighthouse")
+    await failed(discord_fake, message, "private or local network")
+    assert internal.seen == [] and not message.attachments
+
+
+async def test_a_result_that_is_not_an_image_is_shown_as_a_failure(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, not_an_image: LocalService
+) -> None:
+    await runner.start(key_allowed_hosts=(*runner.settings.key_allowed_hosts, not_an_image.pair))
+    mj.image_base = not_an_image.base
+    message = await imagine(discord_fake, "a lighthouse")
+    await failed(discord_fake, message, "not an image")
+    assert not_an_image.seen and not message.attachments
+    assert not uploads(discord_fake, next(iter(mj.tasks)))
+
+
+async def test_results_from_the_upstreams_own_origin_are_still_posted(
+    bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    message = await imagine(discord_fake, "a lighthouse")
+    done = await discord_fake.wait_for(lambda: is_done(message) and message, timeout=15)
+    assert Image.open(io.BytesIO(done.attachments[0].data)).format == "PNG"
+
+
+async def test_describe_url_on_the_api_host_but_another_port_is_refused(
+    bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy, internal: LocalService
+) -> None:
+    handle = await discord_fake.slash(
+        "describe",
+        user=discord_fake.member,
+        channel=discord_fake.channel,
+        options={"url": f"{internal.base}/secret.png"},
+    )
+    await handle.response()
+    notice = await discord_fake.wait_for_message(lambda m: m.ephemeral and "⚠️" in m.text())
+    assert "private or local network" in notice.text()
+    assert internal.seen == [] and mj.submits() == []
+
+
+async def test_show_does_not_fetch_a_stored_link_to_a_private_address(
+    bot: MJBot, discord_fake: FakeDiscord, mj: SimulatedProxy, internal: LocalService
+) -> None:
+    message = await imagine(discord_fake, "a lighthouse")
+    await discord_fake.wait_for(lambda: is_done(message), timeout=15)
+    task_id = next(iter(mj.tasks))
+    # The Discord copy is gone, and the server now says its picture lives on the bot's machine.
+    row = await bot.store.get_task(task_id)
+    assert row is not None
+    await bot.store.update_task(task_id, result_url=f"{internal.base}/a.png", image_url=f"{internal.base}/b.png")
+    mj.image_base = f"{internal.base}/c"
+    handle = await discord_fake.slash(
+        "show", user=discord_fake.member, channel=discord_fake.channel, options={"task_id": task_id}
+    )
+    shown = await handle.wait_original()
+    await discord_fake.wait_for(lambda: not shown.loading, timeout=15)
+    assert internal.seen == [] and not shown.attachments
