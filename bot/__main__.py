@@ -4,6 +4,7 @@
     mj-bot check                         config, Discord, API key and auth style, database, web server
     mj-bot invite                        the invite URL with the permissions integer
     mj-bot backup PATH                   a consistent copy of the database (PostgreSQL: the pg_dump line)
+    mj-bot forget USER_ID                delete everything stored about one member
 
 `--help` and `--version` answer before anything is read or opened. Start-up failures outside the
 bot (Discord or the database unreachable, a folder it cannot write) are one log line and an exit
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "backup", help="copy the SQLite database safely while the bot runs (PostgreSQL: print the pg_dump line)"
     )
     backup.add_argument("path", type=Path, help="the new backup file")
+    forget = commands.add_parser(
+        "forget", help="delete everything the bot stores about one member (tasks, settings, usage)"
+    )
+    forget.add_argument("user_id", type=int, help="the member's Discord user id")
     return parser
 
 
@@ -218,6 +223,10 @@ def _dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int
         return asyncio.run(cli.check(settings, print))
     if command == "invite":
         for line in cli.invite_lines(settings.discord_token, args.client_id):
+            print(line)
+        return 0
+    if command == "forget":
+        for line in asyncio.run(cli.forget(settings, args.user_id)):
             print(line)
         return 0
     if command == "backup":

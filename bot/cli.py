@@ -367,3 +367,56 @@ async def preflight_database(settings: Settings) -> None:
             )
         raise StartupFailure(message, EXIT_DATABASE) from None
     await store.close()
+
+
+# ---- forget a member ---------------------------------------------------------------------------
+
+
+def _forget_sqlite(path: Path, user_id: int) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        db.execute("PRAGMA foreign_keys=ON")
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        with_user = [t for t in tables if any(c[1] == "user_id" for c in db.execute(f'PRAGMA table_info("{t}")'))]
+        removed: dict[str, int] = {}
+        with db:  # one transaction: all of it or none
+            for table in sorted(with_user, key=lambda t: t == "tasks"):  # tasks last (clicks point at them)
+                removed[table] = db.execute(f'DELETE FROM "{table}" WHERE user_id = ?', (user_id,)).rowcount
+    return removed
+
+
+async def _forget_postgres(target: str, user_id: int) -> dict[str, int]:
+    import asyncpg
+
+    connection = await asyncpg.connect(target)
+    try:
+        tables = [
+            row["table_name"]
+            for row in await connection.fetch(
+                "SELECT table_name FROM information_schema.columns "
+                "WHERE column_name = 'user_id' AND table_schema = current_schema()"
+            )
+        ]
+        removed: dict[str, int] = {}
+        async with connection.transaction():
+            for table in sorted(tables, key=lambda t: t == "tasks"):
+                status = await connection.execute(f'DELETE FROM "{table}" WHERE user_id = $1', user_id)
+                removed[table] = int(status.rsplit(" ", 1)[-1])
+    finally:
+        await connection.close()
+    return removed
+
+
+async def forget(settings: Settings, user_id: int) -> list[str]:
+    """`mj-bot forget USER_ID`: delete every row the bot keeps about one member (their tasks and the
+    clicks on them, their /settings and /prefer, usage counters), found by the `user_id` column of
+    every table, so tables added later are covered too. Their pictures already posted in Discord stay
+    (they are Discord messages: delete those in Discord)."""
+    if is_postgres(settings.database):
+        removed = await _forget_postgres(settings.database, user_id)
+    else:
+        path = Path(sqlite_path(settings.database))
+        if not await asyncio.to_thread(path.exists):
+            raise StartupFailure(f"no database at {path}: nothing to delete", EXIT_DATABASE)
+        removed = await asyncio.to_thread(_forget_sqlite, path, user_id)
+    rows = ", ".join(f"{table} {count}" for table, count in sorted(removed.items()))
+    return [f"deleted {sum(removed.values())} row(s) about user {user_id}: {rows}"]
