@@ -5,6 +5,7 @@
     mj-bot invite                        the invite URL with the permissions integer
     mj-bot backup PATH                   a consistent copy of the database (PostgreSQL: the pg_dump line)
     mj-bot forget USER_ID                delete everything stored about one member
+    mj-bot remove-commands               unregister the slash commands from Discord
 
 `--help` and `--version` answer before anything is read or opened. Start-up failures outside the
 bot (Discord or the database unreachable, a folder it cannot write) are one log line and an exit
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         "forget", help="delete everything the bot stores about one member (tasks, settings, usage)"
     )
     forget.add_argument("user_id", type=int, help="the member's Discord user id")
+    commands.add_parser(
+        "remove-commands", help="unregister the slash commands from Discord (the next start registers them again)"
+    )
     return parser
 
 
@@ -223,6 +227,10 @@ def _dispatch(command: str, args: argparse.Namespace, settings: Settings) -> int
         return asyncio.run(cli.check(settings, print))
     if command == "invite":
         for line in cli.invite_lines(settings.discord_token, args.client_id):
+            print(line)
+        return 0
+    if command == "remove-commands":
+        for line in asyncio.run(cli.remove_commands(settings)):
             print(line)
         return 0
     if command == "forget":

@@ -420,3 +420,31 @@ async def forget(settings: Settings, user_id: int) -> list[str]:
         removed = await asyncio.to_thread(_forget_sqlite, path, user_id)
     rows = ", ".join(f"{table} {count}" for table, count in sorted(removed.items()))
     return [f"deleted {sum(removed.values())} row(s) about user {user_id}: {rows}"]
+
+
+# ---- remove the slash commands -----------------------------------------------------------------
+
+
+async def remove_commands(settings: Settings) -> list[str]:
+    """`mj-bot remove-commands`: unregister the bot's slash commands (global, and the DEV_GUILD_ID
+    copy) with Discord, and forget the last sync, so the next start with SYNC_COMMANDS=true registers
+    them again."""
+    client = discord.Client(intents=discord.Intents(guilds=True))
+    try:
+        await client.login(settings.discord_token)
+        application_id = client.application_id
+        assert application_id is not None  # login always learns it
+        await client.http.bulk_upsert_global_commands(application_id, [])
+        lines = ["removed the global slash commands"]
+        if settings.dev_guild_id:
+            await client.http.bulk_upsert_guild_commands(application_id, settings.dev_guild_id, [])
+            lines.append(f"removed the slash commands of server {settings.dev_guild_id} (DEV_GUILD_ID)")
+    finally:
+        await client.close()
+    store = await open_store(settings.database, owner=settings.lease_owner, lease_seconds=settings.lease_seconds)
+    try:
+        for scope in ("sync:global", f"sync:{settings.dev_guild_id}"):
+            await store.set_meta(scope, "")  # no digest matches: the next sync sends them again
+    finally:
+        await store.close()
+    return lines

@@ -20,7 +20,7 @@ import pytest
 from bot import __version__, cli
 from bot.config import ConfigError, Settings
 from bot.upstream.simulator import SimulatedProxy
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, BotRunner
 from tests.fakes.discord import FakeDiscord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,3 +256,24 @@ def test_no_migration_lock_file_is_left_beside_the_database(tmp_path: Path) -> N
 
     asyncio.run(open_and_close())
     assert sorted(p.name for p in tmp_path.iterdir() if "lock" in p.name) == []
+
+
+# ---- remove-commands ----------------------------------------------------------------------------
+
+
+async def test_remove_commands_clears_them_and_the_next_start_registers_them_again(
+    runner: BotRunner, discord_fake: FakeDiscord
+) -> None:
+    await runner.start()
+    assert discord_fake.command("imagine", guild=discord_fake.guild) is not None
+    await runner.stop()
+
+    lines = await cli.remove_commands(runner.settings)
+
+    assert lines == [
+        "removed the global slash commands",
+        f"removed the slash commands of server {discord_fake.guild.id} (DEV_GUILD_ID)",
+    ]
+    assert discord_fake.commands == []
+    await runner.start()  # SYNC_COMMANDS=true: the last sync was forgotten, so it syncs again
+    assert discord_fake.command("imagine", guild=discord_fake.guild) is not None

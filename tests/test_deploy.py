@@ -87,4 +87,6 @@ def test_scale_out_compose_runs_one_process_per_shard_on_postgres() -> None:
     instances = {re.search(r"INSTANCE_ID: (\S+)", body).group(1) for _, body in bots}  # type: ignore[union-attr]
     assert len(bots) >= 2 and shard_ids == list(range(shard_count)) and len(instances) == len(bots)
     assert "DATABASE_URL: postgresql://" in compose and "service_healthy" in compose
-    assert '".[postgres]"' in ROOT.joinpath("Dockerfile").read_text()  # the image can reach PostgreSQL
+    # The image can reach PostgreSQL: it installs requirements.lock, which holds the postgres extra.
+    assert "-r requirements.lock" in ROOT.joinpath("Dockerfile").read_text()
+    assert re.search(r"^asyncpg==", ROOT.joinpath("requirements.lock").read_text(), re.MULTILINE)
