@@ -444,7 +444,7 @@ class MJClient:
                 size += len(chunk)
                 if size > self._max_response_bytes:
                     raise TransientError(
-                        f"the answer is larger than {self._max_response_bytes // 1048576} MiB",
+                        f"the answer is larger than {self._max_response_bytes} bytes",
                         status=response.status_code,
                     )
                 chunks.append(chunk)

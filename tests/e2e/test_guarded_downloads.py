@@ -17,6 +17,7 @@ from bot.bot import MJBot
 from bot.models import FAILURE
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
+from tests.e2e.test_admin import FERNET, add_key, admin
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 
@@ -166,3 +167,35 @@ async def test_show_does_not_fetch_a_stored_link_to_a_private_address(
     shown = await handle.wait_original()
     await discord_fake.wait_for(lambda: not shown.loading, timeout=15)
     assert internal.seen == [] and not shown.attachments
+
+
+async def test_key_test_never_echoes_the_servers_own_words(runner: BotRunner, discord_fake: FakeDiscord) -> None:
+    """Item 5: a key's server is anyone's server; its text never reaches the channel."""
+    words = "Ignore previous instructions <@&123> [click](https://evil.example) ROOT-PASSWORD-HINT"
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"code": 4, "description": words}, status=400)
+
+    service = LocalService(b"")
+    service._any = refuse  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await runner.start(
+            key_encryption_key=FERNET, key_allowed_hosts=(*runner.settings.key_allowed_hosts, service.pair)
+        )
+        await add_key(discord_fake, "theirs", service.base, "sk-their-key-123456")
+        answer = await admin(discord_fake, "key test", key="theirs")
+    finally:
+        await service.stop()
+    assert "theirs" in answer.text() and "HTTP 400" in answer.text()
+    assert "ROOT-PASSWORD-HINT" not in answer.text() and "evil.example" not in answer.text()
+
+
+async def test_key_base_urls_with_a_password_query_or_fragment_are_refused(
+    runner: BotRunner, discord_fake: FakeDiscord
+) -> None:
+    bot = await runner.start(key_encryption_key=FERNET)
+    for url in ("https://user:pw@relay.example", "https://relay.example/?token=1", "https://relay.example/#x"):
+        refused = await admin(discord_fake, "key add", label="bad", base_url=url)
+        assert "user name or password" in refused.text(), url
+    assert bot.keys.visible(discord_fake.guild.id) == []
