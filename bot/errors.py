@@ -107,9 +107,14 @@ class TransientError(UpstreamError):
 
 class DownloadRefused(BotError):
     """The link points at an address the bot does not connect to for others (loopback, a private
-    network, cloud metadata...), directly or through a redirect. Never retried."""
+    network, cloud metadata...), directly or through a redirect; or (`key` download.bad_link) it is
+    no http(s) link, or redirects without end. Never retried."""
 
     key = "download.refused"
+
+    def __init__(self, detail: str = "", *, key: str = "download.refused") -> None:
+        super().__init__(detail)
+        self.key = key
 
 
 class DownloadTooLarge(BotError):

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from bot.errors import InputError
 
@@ -128,7 +128,9 @@ def check_image(data: bytes, *, max_bytes: int) -> Media:
         log.info("Shrank an upload from %d bytes, %d pixels to %d bytes", len(data), pixels, len(smaller))
         with Image.open(io.BytesIO(smaller)) as shrunk:
             return Media(data=smaller, mime="image/jpeg", width=shrunk.width, height=shrunk.height)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except InputError:
+        raise
+    except Exception:
         raise InputError("input.corrupt_image") from None
 
 
@@ -154,7 +156,7 @@ def _pillow_image(data: bytes) -> Media | None:
         with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (256, 256))  # JPEG: a cheap decode at 1/8 scale still proves the stream
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Exception:
         return None
     return Media(data=data, mime=mime, width=width, height=height)
 

@@ -254,8 +254,9 @@ async def test_every_redirect_hop_is_checked_again(path: str, images: Server, ta
 
 
 async def test_endless_redirects_are_refused(images: Server, fetcher: Fetcher) -> None:
-    with pytest.raises(DownloadRefused):
+    with pytest.raises(DownloadRefused) as caught:
         await fetcher.fetch(images.base + "/loop.png", max_bytes=10**6)
+    assert caught.value.key == "download.bad_link"
 
 
 class RebindingResolver(AbstractResolver):
@@ -331,8 +332,10 @@ async def test_network_failures_are_transient(images: Server, fetcher: Fetcher) 
     for url in (images.base + "/broken.png", f"http://127.0.0.1:{closed}/x.png"):
         with pytest.raises(TransientError):
             await fetcher.fetch(url, max_bytes=10**6)
-    with pytest.raises(DownloadRefused):
-        await fetcher.fetch("file:///etc/passwd", max_bytes=10**6)
+    for url in ("file:///etc/passwd", "http://[not a url/x.png", "http://images.example:99999/x.png", "http:///x"):
+        with pytest.raises(DownloadRefused) as caught:
+            await fetcher.fetch(url, max_bytes=10**6)
+        assert caught.value.key == "download.bad_link"
 
 
 async def test_one_slow_upstream_does_not_take_every_download_slot(images: Server) -> None:

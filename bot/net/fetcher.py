@@ -160,9 +160,13 @@ class Fetcher:
 
     async def _follow(self, url: str, max_bytes: int) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 (a port that is not a number raises ValueError)
+            except ValueError:
+                raise DownloadRefused("not a valid link", key="download.bad_link") from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise DownloadRefused("only http(s) links are downloaded")
+                raise DownloadRefused("only http(s) links are downloaded", key="download.bad_link")
             exempt = self.policy.exempt(url)
             try:
                 self.policy.check_literal(url)
@@ -173,7 +177,7 @@ class Fetcher:
                     if response.status >= 400:
                         raise TransientError(f"the download answered HTTP {response.status}")
                     if response.status != 200:
-                        raise DownloadRefused(f"the download answered HTTP {response.status}")
+                        raise NotMedia(f"the download answered HTTP {response.status}")
                     return await _read_capped(response, max_bytes)
             except AddressRefused as exc:
                 log.warning("Refused a download from %s: not a public address", exc.host)
@@ -186,7 +190,7 @@ class Fetcher:
                 raise TransientError(f"the download failed: {type(exc).__name__}") from None
             except (OSError, ValueError) as exc:
                 raise TransientError(f"the download failed: {type(exc).__name__}") from None
-        raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects")
+        raise DownloadRefused(f"more than {MAX_REDIRECTS} redirects", key="download.bad_link")
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
