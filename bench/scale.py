@@ -41,7 +41,7 @@ from bench.sink import DiscordSink
 from bench.tracker import TOKEN, BenchClient, percentile, rows_for
 from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import result_fetcher
-from bot.storage.sqlite import open_store
+from bot.storage.factory import open_store
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient, UpstreamConfig

@@ -56,9 +56,10 @@ import aiohttp
 import discord
 
 from bot import render
+from bot.models import TaskRecord
 from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import Fetcher, result_fetcher
-from bot.storage.sqlite import Store, TaskRecord
+from bot.storage.sqlite import Store
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient, UpstreamConfig

@@ -21,7 +21,8 @@ from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import Fetcher, result_fetcher
 from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
-from bot.storage.sqlite import Storage, open_store
+from bot.storage.factory import open_store
+from bot.storage.protocols import Storage
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient, UpstreamConfig

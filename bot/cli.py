@@ -22,7 +22,7 @@ import discord
 
 from bot.config import AUTH_STYLES, ConfigError, Settings
 from bot.errors import BotError, InvalidRequest, QuotaExhausted, TaskNotFound, TransientError, Unauthorized
-from bot.storage.sqlite import is_postgres, open_store, sqlite_path
+from bot.storage.factory import is_postgres, open_store, sqlite_path
 from bot.upstream.client import MJClient, UpstreamConfig
 
 #: Exit codes (README, "Command line").

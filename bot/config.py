@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Defined with the other errors, so storage can raise it without importing config; re-exported here.
+from bot.errors import ConfigError as ConfigError
+
 AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
 MODES = ("", "fast", "relax", "turbo")
 SIMULATOR = "simulator"
@@ -16,10 +19,6 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names the setting, never a secret's value."""
 
 
 def _get(env: Mapping[str, str], name: str, default: str = "") -> str:

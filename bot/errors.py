@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the setting, never a secret's value."""
+
+
 class BotError(Exception):
     """Base: a failure with a translatable, user-facing explanation."""
 

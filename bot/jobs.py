@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from bot.errors import BotError, TaskNotFound
-from bot.models import MODAL, NOT_START, SubmitResult
+from bot.models import MODAL, NOT_START, SubmitResult, TaskRecord
 from bot.policy import GuildSettings, Policy
-from bot.storage.sqlite import Storage, TaskRecord
+from bot.storage.protocols import Storage
 from bot.tracking.tracker import Tracker
 from bot.upstream.client import MJClient
 from bot.upstream.keys import DEFAULT_UPSTREAM, REFUSALS, KeyRing, Upstreams

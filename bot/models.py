@@ -6,9 +6,11 @@ fields exist (see shared/MJ_API.md), so every field is optional and unknown valu
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 NOT_START = "NOT_START"
 SUBMITTED = "SUBMITTED"
@@ -237,3 +239,99 @@ def result_extra(task: MJTask) -> dict[str, Any]:
         result = shorten_result(task)
         return {"analysis": result.analysis, "options": list(result.options)}
     return {}
+
+
+# ==== stored values: what the bot keeps about tasks and keys (bot/storage/ reads and writes them) ====
+
+
+class Row(Protocol):
+    """A database row by column name: sqlite3.Row, asyncpg.Record or a dict."""
+
+    def keys(self) -> Iterable[str]: ...
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """An API key row to insert. `token` is already encrypted: the store never sees a plain secret."""
+
+    guild_id: int | None
+    label: str
+    base_url: str
+    auth_style: str
+    mode: str
+    priority: int
+    token: str = field(repr=False)
+    last4: str
+    added_by: int
+
+    def values(self) -> tuple[Any, ...]:
+        """In the order of `NEW_API_KEY_COLUMNS`."""
+        return tuple(getattr(self, name) for name in NEW_API_KEY_COLUMNS)
+
+
+NEW_API_KEY_COLUMNS = tuple(f.name for f in fields(NewApiKey))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task the bot submitted, and the Discord message that shows it."""
+
+    id: str
+    action: str
+    user_id: int
+    channel_id: int
+    guild_id: int | None = None
+    message_id: int | None = None
+    upstream: str = "default"
+    prompt: str = ""
+    final_prompt: str = ""
+    parent_id: str | None = None
+    status: str = ""
+    progress: int | None = None
+    queue_position: int | None = None
+    image_url: str | None = None
+    result_url: str | None = None
+    fail_reason: str = ""
+    buttons: tuple[MJButton, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    locale: str = "en"
+    shown: str = ""
+    delivered: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Row) -> TaskRecord:
+        """The record a stored row holds, on either backend. Columns that are not fields (lease_owner,
+        lease_expires) are coordination, not task data."""
+        values = {name: row[name] for name in row.keys() if name in _TASK_FIELDS}
+        values["buttons"] = tuple(
+            b for b in (MJButton.from_json(item) for item in json.loads(values["buttons"] or "[]")) if b
+        )
+        values["extra"] = json.loads(values["extra"] or "{}")
+        values["delivered"] = bool(values["delivered"])
+        return cls(**values)
+
+    def column_values(self) -> list[Any]:
+        """The values to store, in the order of `TASK_COLUMNS`."""
+        return [task_column_value(name, getattr(self, name)) for name in TASK_COLUMNS]
+
+    def button(self, index: int) -> MJButton | None:
+        return self.buttons[index] if 0 <= index < len(self.buttons) else None
+
+
+TASK_COLUMNS = tuple(f.name for f in fields(TaskRecord))
+_TASK_FIELDS = frozenset(TASK_COLUMNS)
+
+
+def task_column_value(name: str, value: Any) -> Any:
+    """A TaskRecord field as both backends store it: buttons and extra as JSON, delivered as 0/1."""
+    if name == "buttons":
+        return json.dumps([b.to_json() for b in value], ensure_ascii=False)
+    if name == "extra":
+        return json.dumps(value, ensure_ascii=False)
+    if name == "delivered":
+        return int(bool(value))
+    return value

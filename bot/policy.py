@@ -22,7 +22,8 @@ from bot.errors import NotAllowed
 if TYPE_CHECKING:
     import discord
 
-    from bot.storage.sqlite import Storage, TaskRecord
+    from bot.models import TaskRecord
+    from bot.storage.protocols import RuleStore
 
 DAY = 86400
 BUTTON_ACCESS = ("anyone", "owner")
@@ -175,7 +176,7 @@ def may_click(settings: GuildSettings, *, user_id: int, owner_id: int, manager: 
 class Policy:
     """Guild settings (cached) and the pre-submit check. Guild None (DMs) has no rules."""
 
-    def __init__(self, store: Storage, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
+    def __init__(self, store: RuleStore, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
         self._store = store
         self._channel_info = channel_info or (lambda _channel_id: None)
         self._cache: dict[int, tuple[float, GuildSettings]] = {}

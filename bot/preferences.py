@@ -6,10 +6,13 @@ and option sets (`--cinematic`) expand in place, so the final prompt shows exact
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from bot.errors import InputError
+from bot.models import Row
 
 MAX_OPTION_SETS = 20
 MAX_SUFFIX = 500
@@ -47,6 +50,31 @@ class UserPrefs:
         prefs = replace(self, **changes)  # type: ignore[arg-type]
         validate(prefs)
         return prefs
+
+    @classmethod
+    def from_row(cls, row: Row) -> UserPrefs:
+        """The prefs a stored user_prefs row holds, on either backend."""
+        values = {name: row[name] for name in PREFS_COLUMNS}
+        values["remix"] = bool(values["remix"])
+        values["option_sets"] = json.loads(values["option_sets"] or "{}")
+        return cls(user_id=int(row["user_id"]), **values)
+
+    def column_values(self) -> list[Any]:
+        """The values to store, in the order of `PREFS_COLUMNS`."""
+        return [prefs_column_value(name, getattr(self, name)) for name in PREFS_COLUMNS]
+
+
+#: The stored columns of a user's prefs besides user_id (and updated_at, which the store sets).
+PREFS_COLUMNS = tuple(f.name for f in fields(UserPrefs) if f.name != "user_id")
+
+
+def prefs_column_value(name: str, value: Any) -> Any:
+    """A UserPrefs field as both backends store it: remix as 0/1, option sets as JSON."""
+    if name == "remix":
+        return int(bool(value))
+    if name == "option_sets":
+        return json.dumps(value, ensure_ascii=False)
+    return value
 
 
 def validate(prefs: UserPrefs) -> None:

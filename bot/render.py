@@ -22,8 +22,8 @@ from bot.models import (
     MODAL,
     SUCCESS,
     MJButton,
+    TaskRecord,
 )
-from bot.storage.sqlite import TaskRecord
 
 # ---- custom ids (Discord limit: 100 characters) ---------------------------------------------------
 

@@ -13,10 +13,9 @@ from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.images import SHRINK_FACTOR, check_upload
 from bot.jobs import Submit
-from bot.models import SubmitResult
+from bot.models import SubmitResult, TaskRecord
 from bot.preferences import UserPrefs
 from bot.responder import locale_of, reply, report_error
-from bot.storage.sqlite import TaskRecord
 from bot.tracking.posting import send_task_message
 from bot.upstream.client import data_url
 

@@ -17,12 +17,11 @@ import discord
 from bot import render
 from bot.errors import BotError, InputError, TaskNotFound
 from bot.i18n import t
-from bot.models import SUCCESS
+from bot.models import SUCCESS, TaskRecord
 from bot.policy import check_click
 from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt, with_zoom
 from bot.responder import locale_of, reply, report_error
-from bot.storage.sqlite import TaskRecord
 from bot.web.inpaint import LINK_TTL
 from cogs._shared import ItemsCog, post_for_click, submit_child, submit_click
 

@@ -15,9 +15,8 @@ import discord
 from bot import render
 from bot.errors import BotError, InputError, UnsupportedAction
 from bot.i18n import t
-from bot.models import SUCCESS
+from bot.models import SUCCESS, TaskRecord
 from bot.responder import locale_of, report_error
-from bot.storage.sqlite import TaskRecord
 from cogs._shared import ItemsCog
 
 if TYPE_CHECKING:

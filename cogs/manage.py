@@ -13,9 +13,8 @@ from bot import render
 from bot.errors import InputError, NotAllowed
 from bot.i18n import t
 from bot.jobs import Submit
-from bot.models import CANCEL, FINAL_STATUSES
+from bot.models import CANCEL, FINAL_STATUSES, TaskRecord
 from bot.responder import locale_of, reply, report_error
-from bot.storage.sqlite import TaskRecord
 from cogs._shared import ItemsCog, submit_click
 
 if TYPE_CHECKING:

@@ -12,10 +12,9 @@ from discord.ext import commands
 
 from bot import render
 from bot.i18n import t
-from bot.models import FINAL_STATUSES, SUCCESS
+from bot.models import FINAL_STATUSES, SUCCESS, TaskRecord
 from bot.policy import DAY, day_start, discord_time
 from bot.responder import locale_of, reply
-from bot.storage.sqlite import TaskRecord
 
 if TYPE_CHECKING:
     from bot.bot import MJBot

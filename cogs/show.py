@@ -14,9 +14,8 @@ from discord.ext import commands
 from bot import render
 from bot.errors import BotError, InputError
 from bot.images import Media
-from bot.models import SUCCESS
+from bot.models import SUCCESS, TaskRecord
 from bot.responder import report_error
-from bot.storage.sqlite import TaskRecord
 from cogs._shared import discard_thinking
 
 if TYPE_CHECKING:

@@ -30,7 +30,9 @@ from typing import Any
 import pytest
 
 from bench.pg import PostgresServer, PostgresUnavailable, find_bin_dir
-from bot.storage.sqlite import Storage, Store, open_store
+from bot.storage.factory import open_store
+from bot.storage.protocols import Storage
+from bot.storage.sqlite import Store
 
 __all__ = [
     "BACKENDS",

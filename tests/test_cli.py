@@ -126,7 +126,7 @@ def test_invite_has_the_exact_permissions_including_threads() -> None:
 
 
 async def test_backup_copies_a_live_wal_database_consistently(tmp_path: Path) -> None:
-    from bot.storage.sqlite import open_store
+    from bot.storage.factory import open_store
 
     settings = Settings.from_env({"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator"}, base_dir=tmp_path)
     store = await open_store(settings.database)
@@ -249,7 +249,7 @@ def test_database_unreachable_is_one_line(tmp_path: Path, backend: str) -> None:
 def test_no_migration_lock_file_is_left_beside_the_database(tmp_path: Path) -> None:
     import asyncio
 
-    from bot.storage.sqlite import open_store
+    from bot.storage.factory import open_store
 
     async def open_and_close() -> None:
         await (await open_store(tmp_path / "bot.sqlite3")).close()

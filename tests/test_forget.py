@@ -7,8 +7,8 @@ import dataclasses
 
 from bot import cli
 from bot.config import Settings
+from bot.models import TaskRecord
 from bot.preferences import UserPrefs
-from bot.storage.sqlite import TaskRecord
 from tests.pg import (  # noqa: F401  (fixtures)
     Backend,
     PostgresServer,

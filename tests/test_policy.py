@@ -12,6 +12,7 @@ import pytest
 
 from bot.errors import NotAllowed
 from bot.i18n import SUPPORTED, catalog, t
+from bot.models import TaskRecord
 from bot.policy import (
     DAY,
     ChannelInfo,
@@ -26,7 +27,7 @@ from bot.policy import (
     normalize_words,
     split_words,
 )
-from bot.storage.sqlite import Store, TaskRecord
+from bot.storage.sqlite import Store
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

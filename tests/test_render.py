@@ -3,8 +3,7 @@ from __future__ import annotations
 import re
 
 from bot import render
-from bot.models import MJTask
-from bot.storage.sqlite import TaskRecord
+from bot.models import MJTask, TaskRecord
 from bot.tracking.tracker import apply_update
 
 HASH = "0ddb91a0-af46-4ae9-8e8e-c271074eb6e6"

@@ -16,8 +16,12 @@ from typing import Any
 import pytest
 
 from bot.config import ConfigError
+from bot.models import NewApiKey, TaskRecord
 from bot.preferences import UserPrefs
-from bot.storage.sqlite import NewApiKey, Storage, Store, TaskRecord, _migrations, open_store
+from bot.storage.common import migrations
+from bot.storage.factory import open_store
+from bot.storage.protocols import Storage
+from bot.storage.sqlite import Store
 from tests.pg import (  # noqa: F401  (fixtures)
     Backend,
     PostgresServer,
@@ -76,7 +80,7 @@ async def test_both_backends_provide_the_storage_protocol(backend: Backend) -> N
     store = await backend.open("me", lease_seconds=12.5)
     assert isinstance(store, Storage)
     assert store.owner == "me" and store.lease_seconds == 12.5
-    assert await store.schema_version() == max(v for v, _ in _migrations())
+    assert await store.schema_version() == max(v for v, _ in migrations())
 
 
 async def test_tasks_update_count_and_list(backend: Backend) -> None:
@@ -384,10 +388,10 @@ async def postgres_schema(url: str) -> tuple[dict[str, dict[str, tuple[str, bool
 
 async def test_sqlite_and_postgres_schemas_match(tmp_path: Path, postgres_server: PostgresServer) -> None:
     require_asyncpg()
-    assert [v for v, _ in _migrations()] == [v for v, _ in _migrations("postgres")], "a migration in one dialect only"
+    assert [v for v, _ in migrations()] == [v for v, _ in migrations("postgres")], "a migration in one dialect only"
     lite, lite_indexes, lite_version = await sqlite_schema(tmp_path / "schema.sqlite3")
     pg, pg_indexes, pg_version = await postgres_schema(postgres_server.create_database())
-    assert lite_version == pg_version == max(v for v, _ in _migrations())
+    assert lite_version == pg_version == max(v for v, _ in migrations())
     assert sorted(lite) == sorted(pg)
     for table in lite:
         assert list(lite[table]) == list(pg[table]), f"columns of {table} differ (or are in another order)"
@@ -398,8 +402,8 @@ async def test_sqlite_and_postgres_schemas_match(tmp_path: Path, postgres_server
 
 
 def test_the_sqlite_loader_ignores_the_postgres_folder() -> None:
-    lite = dict(_migrations())
-    pg = dict(_migrations("postgres"))
+    lite = dict(migrations())
+    pg = dict(migrations("postgres"))
     assert lite.keys() == pg.keys()
     assert "AUTOINCREMENT" in lite[2] and not any("AUTOINCREMENT" in script for script in pg.values())
     assert "IDENTITY" in pg[2] and not any("DOUBLE PRECISION" in script for script in lite.values())
@@ -417,7 +421,7 @@ async def test_concurrent_starts_migrate_once(postgres_server: PostgresServer) -
     try:
         async with stores[0]._pool.acquire() as conn:
             versions = [row[0] for row in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [v for v, _ in _migrations("postgres")]
+        assert versions == [v for v, _ in migrations("postgres")]
         assert {await s.schema_version() for s in stores} == {versions[-1]}
     finally:
         for store in stores:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.models import MJButton
-from bot.storage.sqlite import Store, TaskRecord
+from bot.models import MJButton, TaskRecord
+from bot.storage.sqlite import Store
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
 

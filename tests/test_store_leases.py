@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.storage.sqlite import TaskRecord
+from bot.models import TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 from tests.test_storage_backends import add_key
 

@@ -21,9 +21,9 @@ import pytest
 from bot import render
 from bot.config import Settings
 from bot.errors import QueueFull, TransientError
-from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask
+from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask, TaskRecord
 from bot.net.fetcher import Fetcher
-from bot.storage.sqlite import Store, TaskRecord
+from bot.storage.sqlite import Store
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.scheduling import poll_every, read_phase
 from bot.tracking.settings import TrackerSettings

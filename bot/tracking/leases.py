@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from bot.storage.sqlite import Storage, TaskRecord
+from bot.models import TaskRecord
+from bot.storage.protocols import LeaseStore
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tasks import TrackedTask, TrackedTasks
 
@@ -36,7 +37,7 @@ class Leases:
 
     def __init__(
         self,
-        store: Storage,
+        store: LeaseStore,
         tasks: TrackedTasks,
         settings: TrackerSettings,
         *,

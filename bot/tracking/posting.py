@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from bot.storage.sqlite import Storage, TaskRecord
+from bot.models import TaskRecord
+from bot.storage.protocols import TaskStore
 
 if TYPE_CHECKING:
     from bot.jobs import Jobs
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def parent_reference(store: Storage, record: TaskRecord) -> discord.MessageReference | None:
+async def parent_reference(store: TaskStore, record: TaskRecord) -> discord.MessageReference | None:
     """Reply to the parent task's message (not to the clicked one, which may be ephemeral)."""
     parent = await store.get_task(record.parent_id) if record.parent_id else None
     if parent is None or parent.message_id is None:
@@ -31,7 +32,7 @@ async def parent_reference(store: Storage, record: TaskRecord) -> discord.Messag
 
 
 async def send_task_message(
-    client: discord.Client, store: Storage, record: TaskRecord, parts: render.MessageParts
+    client: discord.Client, store: TaskStore, record: TaskRecord, parts: render.MessageParts
 ) -> discord.Message | None:
     """The task's first message in its channel, or None when Discord refused it (caller decides)."""
     channel = client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)

@@ -10,7 +10,8 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.storage.sqlite import Storage, TaskRecord
+from bot.models import TaskRecord
+from bot.storage.protocols import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ TRACKED_COLUMNS = (
 class PendingSaves:
     """The changes noted since the last save, and the background task that writes them."""
 
-    def __init__(self, store: Storage, *, retry_base: float) -> None:
+    def __init__(self, store: TaskStore, *, retry_base: float) -> None:
         self._store = store
         self._retry_base = retry_base  # seconds before the first retry of a failed batch (doubling)
         self._unsaved: dict[str, dict[str, Any]] = {}

@@ -20,8 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.errors import BotError, TaskNotFound, UnsupportedAction
-from bot.models import IN_PROGRESS, MJTask
-from bot.storage.sqlite import TaskRecord
+from bot.models import IN_PROGRESS, MJTask, TaskRecord
 from bot.tracking.settings import TrackerCounters, TrackerSettings
 from bot.tracking.tasks import TrackedTask, TrackedTasks
 

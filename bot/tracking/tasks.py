@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from bot.storage.sqlite import TaskRecord
+from bot.models import TaskRecord
 
 
 @dataclass(slots=True, eq=False)

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, result_extra
-from bot.storage.sqlite import Storage, TaskRecord
+from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, TaskRecord, result_extra
+from bot.storage.protocols import TrackingStore
 from bot.tracking.leases import Leases
 from bot.tracking.saving import PendingSaves
 from bot.tracking.scheduling import UpstreamReads, reschedule
@@ -88,7 +88,7 @@ class Tracker:
     def __init__(
         self,
         client: discord.Client,
-        store: Storage,
+        store: TrackingStore,
         upstreams: Mapping[str, MJClient],
         fetcher: Fetcher,
         settings: TrackerSettings,

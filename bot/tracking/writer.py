@@ -27,9 +27,8 @@ import discord
 from bot import render
 from bot.errors import BotError, DownloadRefused, DownloadTooLarge, NotMedia
 from bot.images import Media
-from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS
+from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, TaskRecord
 from bot.net.fetcher import Fetcher
-from bot.storage.sqlite import TaskRecord
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.saving import PendingSaves
 from bot.tracking.settings import TrackerCounters, TrackerSettings

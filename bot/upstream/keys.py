@@ -24,14 +24,14 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bot.config import ConfigError, fernet_keys
 from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unauthorized
+from bot.models import NewApiKey
 from bot.net.addresses import AddressPolicy, AddressRefused
 from bot.net.transport import GuardedTransport
-from bot.storage.sqlite import NewApiKey
 from bot.upstream.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 
 if TYPE_CHECKING:
     from bot.config import Settings
-    from bot.storage.sqlite import Storage
+    from bot.storage.protocols import Storage
 
 log = logging.getLogger(__name__)
 
@@ -524,7 +524,7 @@ def cipher_from(settings: Settings) -> KeyCipher | None:
 
 async def check_key_config(settings: Settings) -> None:
     """Before connecting to Discord: stored keys must be decryptable with KEY_ENCRYPTION_KEY."""
-    from bot.storage.sqlite import open_store
+    from bot.storage.factory import open_store
 
     store = await open_store(settings.database)
     upstreams = Upstreams()

@@ -26,9 +26,8 @@ from PIL import Image, ImageDraw
 
 from bot import render
 from bot.errors import BotError, InputError
-from bot.models import SUCCESS
+from bot.models import SUCCESS, TaskRecord
 from bot.prompts import clean_prompt
-from bot.storage.sqlite import TaskRecord
 from bot.tracking.posting import post_tracked
 from bot.upstream.client import data_url
 

@@ -41,9 +41,9 @@ from bot.config import ConfigError, Settings
 from bot.errors import BotError, InputError
 from bot.i18n import normalize, t
 from bot.images import sniff_image
-from bot.models import coerce_id
+from bot.models import TaskRecord, coerce_id
 from bot.responder import error_text
-from bot.storage.sqlite import Storage, TaskRecord
+from bot.storage.protocols import MetaStore
 from bot.web import inpaint
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class WebSecrets:
     link_key: bytes = field(repr=False)
 
 
-async def load_secrets(store: Storage, settings: Settings) -> WebSecrets:
+async def load_secrets(store: MetaStore, settings: Settings) -> WebSecrets:
     """NOTIFY_SECRET if set, else one generated once and kept in the database, so hooks of tasks
     submitted before a restart still reach us. The link key never leaves the database."""
     notify = settings.notify_secret or await store.get_meta("web:notify_secret")

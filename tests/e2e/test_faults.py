@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from bot.bot import MJBot
-from bot.models import FAILURE, SUCCESS
-from bot.storage.sqlite import Store, TaskRecord
+from bot.models import FAILURE, SUCCESS, TaskRecord
+from bot.storage.sqlite import Store
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done, log_text
 from tests.fakes.discord import FakeDiscord, FakeMessage, InteractionHandle

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from bot.storage.sqlite import open_store
+from bot.storage.factory import open_store
 from bot.upstream.simulator import FINAL, SUCCESS, SimulatedProxy
 from tests.conftest import API_KEY, TOKEN, is_done
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMember, FakeMessage, InteractionHandle, RecordedRequest

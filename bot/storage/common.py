@@ -1,0 +1,90 @@
+"""What both backends share that is not SQL: the migration loader, which columns callers may write,
+and how a value becomes a stored column. Each backend writes its own statements; the rules live here once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from importlib import resources
+from typing import Any
+
+from bot.models import TASK_COLUMNS, TaskRecord, task_column_value
+
+#: insert_task / insert_many also write the lease: the process that submitted a task tracks it at once.
+TASK_INSERT_COLUMNS = (*TASK_COLUMNS, "lease_owner", "lease_expires")
+
+#: The api_keys columns update_api_key may change (a key never moves to another guild or URL).
+API_KEY_CHANGES = frozenset({"enabled", "healthy", "failures", "last_error", "priority", "token", "updated_at"})
+
+#: The guild_settings columns, all written by save_guild_settings.
+GUILD_SETTINGS = (
+    "daily_quota",
+    "user_concurrent",
+    "guild_concurrent",
+    "cooldown",
+    "allowed_channels",
+    "button_access",
+    "default_mode",
+    "banned_words",
+    "nsfw_only",
+)
+
+
+def default_owner() -> str:
+    """This process's name in task leases when the caller gives none."""
+    return f"pid-{os.getpid()}"
+
+
+def migrations(folder: str = "") -> list[tuple[int, str]]:
+    """(version, script) in order: SQLite's from bot/storage/migrations, PostgreSQL's from its subfolder."""
+    found: list[tuple[int, str]] = []
+    root = resources.files("bot.storage.migrations")
+    for entry in (root / folder if folder else root).iterdir():
+        name = entry.name
+        if entry.is_file() and name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def insert_rows(records: Iterable[TaskRecord], now: float, owner: str, expires: float) -> list[list[Any]]:
+    """Rows for TASK_INSERT_COLUMNS: timestamps filled in, leased to `owner` until `expires`."""
+    return [
+        [*replace(r, created_at=r.created_at or now, updated_at=now).column_values(), owner, expires] for r in records
+    ]
+
+
+def task_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
+    """(column names, stored values) for an update of a task's columns; a name that is not a
+    TaskRecord field, or `id`, is a programming error (ValueError). The store sets updated_at itself."""
+    changes = {name: value for name, value in changes.items() if name != "updated_at"}
+    unknown = set(changes) - set(TASK_COLUMNS) | ({"id"} & set(changes))
+    if unknown:
+        raise ValueError(f"cannot update task columns: {sorted(unknown)}")
+    return tuple(changes), [task_column_value(name, value) for name, value in changes.items()]
+
+
+def api_key_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
+    """(column names, stored values) for update_api_key; booleans stored as 0/1."""
+    unknown = set(changes) - API_KEY_CHANGES
+    if unknown:
+        raise ValueError(f"cannot update api_keys columns: {sorted(unknown)}")
+    return tuple(changes), [int(v) if isinstance(v, bool) else v for v in changes.values()]
+
+
+def guild_settings_values(values: Mapping[str, Any]) -> list[Any]:
+    """The stored values of every GUILD_SETTINGS column, in order (lists as JSON, booleans as 0/1)."""
+    unknown = set(values) - set(GUILD_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown guild settings: {sorted(unknown)}")
+    return [_setting_value(values[name]) for name in GUILD_SETTINGS]
+
+
+def _setting_value(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value), ensure_ascii=False)
+    if isinstance(value, bool):
+        return int(value)
+    return value

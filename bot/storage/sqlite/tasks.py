@@ -1,0 +1,88 @@
+"""SQLite: task rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from bot.models import TaskRecord
+from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, task_changes
+from bot.storage.sqlite.base import SqliteBase
+
+_INSERT = (
+    f"INSERT OR REPLACE INTO tasks ({', '.join(TASK_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in TASK_INSERT_COLUMNS)})"
+)
+
+
+class SqliteTasks(SqliteBase):
+    async def insert_task(self, record: TaskRecord) -> TaskRecord:
+        now = time.time()
+        record = replace(record, created_at=record.created_at or now, updated_at=now)
+        rows = insert_rows([record], now, self.owner, now + self.lease_seconds)
+        await self._write(lambda: self._db.execute(_INSERT, rows[0]))
+        return record
+
+    async def insert_many(self, records: Iterable[TaskRecord]) -> None:
+        """Bulk insert (benchmarks, imports) in one transaction."""
+        now = time.time()
+        rows = insert_rows(records, now, self.owner, now + self.lease_seconds)
+        await self._write(lambda: self._db.executemany(_INSERT, rows))
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        row = await self._fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        return TaskRecord.from_row(row) if row else None
+
+    async def task_for_message(self, message_id: int) -> TaskRecord | None:
+        row = await self._fetchone(
+            "SELECT * FROM tasks WHERE message_id = ? ORDER BY created_at DESC LIMIT 1", (message_id,)
+        )
+        return TaskRecord.from_row(row) if row else None
+
+    async def update_task(self, task_id: str, **changes: Any) -> None:
+        """Write only the named columns; unknown names are a programming error."""
+        if not changes:
+            return
+        names, values = task_changes(changes)
+        assignments = ", ".join(f"{name} = ?" for name in (*names, "updated_at"))
+        sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
+        await self._write(lambda: self._db.execute(sql, [*values, time.time(), task_id]))
+
+    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """`update_task` for many tasks ({task id: {column: value}}) in one transaction: the tracker
+        saves a whole poll cycle at once instead of committing thousands of times."""
+        groups: dict[tuple[str, ...], list[list[Any]]] = {}
+        now = time.time()
+        for task_id, columns in changes.items():
+            if columns:
+                names, values = task_changes(columns)
+                groups.setdefault(names, []).append([*values, now, task_id])
+        if not groups:
+            return
+
+        async def work() -> None:
+            for names, rows in groups.items():
+                assignments = ", ".join(f"{name} = ?" for name in (*names, "updated_at"))
+                await self._db.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?", rows)
+
+        await self._write(work)
+
+    async def in_flight(self) -> list[TaskRecord]:
+        """Every task whose final state is not yet on Discord, oldest first."""
+        rows = await self._fetchall("SELECT * FROM tasks WHERE delivered = 0 ORDER BY created_at")
+        return [TaskRecord.from_row(row) for row in rows]
+
+    async def recent_tasks(self, user_id: int, limit: int = 10) -> list[TaskRecord]:
+        rows = await self._fetchall(
+            "SELECT * FROM tasks WHERE user_id = ? ORDER BY created_at DESC LIMIT ?", (user_id, limit)
+        )
+        return [TaskRecord.from_row(row) for row in rows]
+
+    async def count_tasks(self, *, delivered: bool | None = None) -> int:
+        if delivered is None:
+            row = await self._fetchone("SELECT COUNT(*) FROM tasks")
+        else:
+            row = await self._fetchone("SELECT COUNT(*) FROM tasks WHERE delivered = ?", (int(delivered),))
+        return int(row[0]) if row else 0
