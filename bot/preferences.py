@@ -66,6 +66,8 @@ class UserPrefs:
 
 #: The stored columns of a user's prefs besides user_id (and updated_at, which the store sets).
 PREFS_COLUMNS = tuple(f.name for f in fields(UserPrefs) if f.name != "user_id")
+#: What the /settings panel sets, and its Reset puts back to the defaults (suffix and option sets are /prefer's).
+PANEL_SETTINGS = ("version", "stylize", "speed", "remix", "visibility", "aspect")
 
 
 def prefs_column_value(name: str, value: Any) -> Any:

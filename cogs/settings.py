@@ -17,7 +17,7 @@ from discord.app_commands import locale_str as _
 from bot import preferences as prefs_mod
 from bot.errors import BotError, InputError
 from bot.i18n import t
-from bot.preferences import UserPrefs, check_option_set
+from bot.preferences import MAX_OPTION_SETS, PANEL_SETTINGS, UserPrefs, check_option_set
 from bot.responder import locale_of, reply, report_error
 from cogs._shared import ItemsCog
 
@@ -129,9 +129,9 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=SEL
             value: object = "" if raw == _DEFAULT else raw
             if self.field == "stylize":
                 value = None if raw == _DEFAULT else int(raw)
-            store = interaction.client.store
-            prefs = (await store.get_prefs(interaction.user.id)).with_changes(**{self.field: value})
-            await store.save_prefs(prefs)
+            UserPrefs(interaction.user.id).with_changes(**{self.field: value})  # a valid choice?
+            # Only this field is written: choices made at the same moment are all kept.
+            prefs = await interaction.client.store.update_prefs(interaction.user.id, **{self.field: value})
             await show_panel(interaction, prefs, edit=True)
         except (ValueError, BotError) as error:
             await report_error(
@@ -157,12 +157,13 @@ class SettingToggle(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TOG
             store = interaction.client.store
             prefs = await store.get_prefs(interaction.user.id)
             if self.field == "remix":
-                prefs = prefs.with_changes(remix=not prefs.remix)
+                changes: dict[str, object] = {"remix": not prefs.remix}
             elif self.field == "visibility":
-                prefs = prefs.with_changes(visibility="channel" if prefs.visibility == "dm" else "dm")
+                changes = {"visibility": "channel" if prefs.visibility == "dm" else "dm"}
             else:  # reset keeps the suffix and option sets: those are managed with /prefer
-                prefs = UserPrefs(prefs.user_id, suffix=prefs.suffix, option_sets=prefs.option_sets)
-            await store.save_prefs(prefs)
+                defaults = UserPrefs(prefs.user_id)
+                changes = {name: getattr(defaults, name) for name in PANEL_SETTINGS}
+            prefs = await store.update_prefs(interaction.user.id, **changes)
             await show_panel(interaction, prefs, edit=True)
         except Exception as error:
             await report_error(interaction, error)
@@ -183,9 +184,8 @@ class Settings(ItemsCog):
     async def suffix(self, interaction: Interaction, value: app_commands.Range[str, 0, 500] | None = None) -> None:
         locale = locale_of(interaction)
         try:
-            store = self.bot.store
-            prefs = (await store.get_prefs(interaction.user.id)).with_changes(suffix=" ".join((value or "").split()))
-            await store.save_prefs(prefs)
+            suffix = UserPrefs(interaction.user.id).with_changes(suffix=" ".join((value or "").split())).suffix
+            prefs = await self.bot.store.update_prefs(interaction.user.id, suffix=suffix)
         except BotError as error:
             await report_error(interaction, error)
             return
@@ -204,7 +204,9 @@ class Settings(ItemsCog):
             store = self.bot.store
             prefs = await store.get_prefs(interaction.user.id)
             clean, text = check_option_set(name, value, prefs.option_sets)
-            await store.save_prefs(prefs.with_changes(option_sets={**prefs.option_sets, clean: text}))
+            # One set written on its own (the limit checked in the same statement): sets added at once are all kept.
+            if not await store.set_option_set(interaction.user.id, clean, text, limit=MAX_OPTION_SETS):
+                raise InputError("prefs.too_many_options", limit=MAX_OPTION_SETS)
         except BotError as error:
             await report_error(interaction, error)
             return
@@ -224,14 +226,10 @@ class Settings(ItemsCog):
     @app_commands.describe(name=_("The option set to delete"))
     async def option_delete(self, interaction: Interaction, name: app_commands.Range[str, 1, 32]) -> None:
         locale = locale_of(interaction)
-        store = self.bot.store
-        prefs = await store.get_prefs(interaction.user.id)
         clean = name.strip().lstrip("-").lower()
-        if clean not in prefs.option_sets:
+        if not await self.bot.store.delete_option_set(interaction.user.id, clean):
             await report_error(interaction, InputError("prefer.no_such_option", name=clean))
             return
-        remaining = {k: v for k, v in prefs.option_sets.items() if k != clean}
-        await store.save_prefs(prefs.with_changes(option_sets=remaining))
         await reply(interaction, t("prefer.option_deleted", locale, name=clean))
 
 

@@ -163,6 +163,44 @@ async def test_prefs_and_meta(backend: Backend) -> None:
     assert await store.get_meta("k") == "v2"
 
 
+async def test_choices_made_at_once_are_all_kept(backend: Backend) -> None:
+    """Issue 17 item 2: each choice writes its own column, so none is lost to another's read-modify-write
+    (two stores: two processes, or one with its own connection each)."""
+    a = await backend.open("a")
+    b = await backend.open("b")
+    await a.save_prefs(UserPrefs(5, suffix="--q 2", option_sets={"keep": "--ar 1:1"}))
+    returned = await asyncio.gather(
+        a.update_prefs(5, version="7"),
+        b.update_prefs(5, aspect="16:9"),
+        a.update_prefs(5, stylize=250),
+        b.update_prefs(5, remix=True),
+        a.set_option_set(5, "wide", "--ar 21:9", limit=20),
+        b.set_option_set(5, "tall", "--ar 9:16", limit=20),
+    )
+    prefs = await a.get_prefs(5)
+    assert (prefs.version, prefs.aspect, prefs.stylize, prefs.remix, prefs.suffix) == ("7", "16:9", 250, True, "--q 2")
+    assert prefs.option_sets == {"keep": "--ar 1:1", "wide": "--ar 21:9", "tall": "--ar 9:16"}
+    assert returned[4:] == [True, True] and all(isinstance(p, UserPrefs) for p in returned[:4])
+    assert (await b.update_prefs(6, speed="relax")) == UserPrefs(6, speed="relax")  # a new member's first choice
+    assert await b.update_prefs(6, stylize=None) == UserPrefs(6, speed="relax")
+    with pytest.raises(ValueError):
+        await a.update_prefs(5, option_sets={})  # whole-dict writes would lose a concurrent set
+
+
+async def test_option_sets_one_at_a_time_with_a_limit(backend: Backend) -> None:
+    store = await backend.open()
+    assert await store.set_option_set(7, "a", "--ar 1:1", limit=2)  # the member's first row
+    assert await store.set_option_set(7, "b", "--ar 2:3", limit=2)
+    assert not await store.set_option_set(7, "c", "--ar 3:2", limit=2)  # full: nothing written
+    assert await store.set_option_set(7, "a", "--ar 4:5 ü", limit=2)  # changing one is always allowed
+    assert (await store.get_prefs(7)).option_sets == {"a": "--ar 4:5 ü", "b": "--ar 2:3"}
+    assert await store.delete_option_set(7, "b")
+    assert not await store.delete_option_set(7, "b")
+    assert not await store.delete_option_set(8, "a")  # no row at all
+    assert await store.set_option_set(7, "c", "--ar 3:2", limit=2)
+    assert (await store.get_prefs(7)).option_sets == {"a": "--ar 4:5 ü", "c": "--ar 3:2"}
+
+
 async def test_api_keys(backend: Backend) -> None:
     store = await backend.open()
     first = await add_key(store, "Main")

@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from bot.models import TASK_COLUMNS, TaskRecord, task_column_value
+from bot.preferences import PREFS_COLUMNS, prefs_column_value
 
 #: insert_task / insert_many also write the lease: the process that submitted a task tracks it at once.
 TASK_INSERT_COLUMNS = (*TASK_COLUMNS, "lease_owner", "lease_expires")
@@ -64,6 +65,15 @@ def task_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]
     if unknown:
         raise ValueError(f"cannot update task columns: {sorted(unknown)}")
     return tuple(changes), [task_column_value(name, value) for name, value in changes.items()]
+
+
+def prefs_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
+    """(column names, stored values) for update_prefs. Option sets change one at a time
+    (set_option_set, delete_option_set), so two added at once are both kept."""
+    unknown = set(changes) - set(PREFS_COLUMNS) | ({"option_sets"} & set(changes))
+    if unknown:
+        raise ValueError(f"cannot update user_prefs columns: {sorted(unknown)}")
+    return tuple(changes), [prefs_column_value(name, value) for name, value in changes.items()]
 
 
 def api_key_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:
