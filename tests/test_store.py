@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +86,27 @@ async def test_concurrent_clicks_claim_once(store: Any) -> None:
     assert sorted(results) == [False, False, True]
     await store.release_click("1748339100123456", "act:0")
     assert await store.claim_click("1748339100123456", "act:0", 1, window=10)
+
+
+async def test_a_new_database_file_and_its_wal_and_shm_are_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15 item 11: only the bot's user may read the database (prompts, settings, encrypted keys)."""
+    old_umask = os.umask(0o022)  # the usual umask, which would leave the files readable by everyone
+    try:
+        store = await Store.open(tmp_path / "data" / "bot.sqlite3")
+        try:
+            await store.insert_task(make())
+            files = sorted(p.name for p in (tmp_path / "data").iterdir())
+            assert {"bot.sqlite3", "bot.sqlite3-wal", "bot.sqlite3-shm"} <= set(files)
+            modes = {name: stat.S_IMODE(os.stat(tmp_path / "data" / name).st_mode) for name in files}
+            assert modes == dict.fromkeys(files, 0o600)
+        finally:
+            await store.close()
+        shared = tmp_path / "shared.sqlite3"
+        shared.touch(mode=0o644)  # an operator's existing file keeps its mode, with a warning
+        await (await Store.open(shared)).close()
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o644
+        assert "can be read by other users (mode 644)" in caplog.text
+    finally:
+        os.umask(old_umask)

@@ -62,6 +62,18 @@ def _migration_lock(path: str | Path) -> Iterator[None]:
         os.close(folder)
 
 
+def _create_private(path: str | Path) -> None:
+    """Create a new database file readable by this user only (0600): it holds members' prompts and
+    settings and the encrypted API keys. SQLite gives the -wal and -shm files the database's mode. An
+    existing file keeps its mode (the operator may have chosen it), with a warning if others can read it."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            log.warning("The database file %s can be read by other users (mode %03o): chmod 600 it", path, mode)
+
+
 class SqliteBase:
     """The connection, the write path and the schema; the sections add the statements."""
 
@@ -84,6 +96,7 @@ class SqliteBase:
     async def open(cls: type[S], path: str | Path, *, owner: str | None = None, lease_seconds: float = 30.0) -> S:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
         connection = await aiosqlite.connect(str(path), timeout=cls.busy_timeout)
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
