@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,9 +131,9 @@ def find_env_file(explicit: Path | None) -> Path | None:
 def fail(message: str, *, json_lines: bool) -> None:
     """One line on stderr before logging is set up, in the format the logs would have used."""
     if json_lines:
-        print(
-            json.dumps({"level": "CRITICAL", "logger": "bot", "message": message}, ensure_ascii=False), file=sys.stderr
-        )
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        entry = {"time": now, "level": "CRITICAL", "logger": "bot", "message": message}
+        print(json.dumps(entry, ensure_ascii=False), file=sys.stderr)
     else:
         print(message, file=sys.stderr)
 
@@ -153,6 +154,9 @@ async def run(settings: Settings) -> None:
     from bot.bot import MJBot
     from bot.upstream.keys import check_key_config
 
+    # What cannot work at all fails first, in one line (database, stored keys); then the summary.
+    await cli.preflight_database(settings)
+    await check_key_config(settings)  # before connecting: stored keys need KEY_ENCRYPTION_KEY
     log.info("%s", cli.startup_summary(settings))
     if settings.public_url_is_plain_http:
         log.warning(
@@ -160,8 +164,6 @@ async def run(settings: Settings) -> None:
             "put an HTTPS reverse proxy in front and use its https:// address",
             settings.public_url,
         )
-    await cli.preflight_database(settings)
-    await check_key_config(settings)  # before connecting: stored keys need KEY_ENCRYPTION_KEY
     api = await cli.probe_api(settings)
     if api.ok:
         log.info("API: %s", api.detail)

@@ -221,6 +221,7 @@ def test_discord_unreachable_is_one_json_line_after_a_start_up_summary_and_warni
     critical = [e for e in entries if e["level"] == "CRITICAL"]
     assert len(critical) == 1 and critical[0]["message"].startswith("Cannot reach Discord")
     assert "Traceback" not in done.stderr and "sk-must-not-appear" not in done.stderr
+    assert "PyNaCl" not in done.stderr and "davey" not in done.stderr  # no voice here: no voice warnings
     messages = [e["message"] for e in entries]
     summary = next(m for m in messages if m.startswith("Starting:"))
     assert f"API 127.0.0.1:{api_port} (bearer auth, a key)" in summary
@@ -277,3 +278,11 @@ async def test_remove_commands_clears_them_and_the_next_start_registers_them_aga
     assert discord_fake.commands == []
     await runner.start()  # SYNC_COMMANDS=true: the last sync was forgotten, so it syncs again
     assert discord_fake.command("imagine", guild=discord_fake.guild) is not None
+
+
+def test_a_configuration_error_is_one_json_line_with_log_format_json(tmp_path: Path) -> None:
+    done = run([], tmp_path, {"MJ_API_BASE": "simulator", "LOG_FORMAT": "json"})
+    assert done.returncode == cli.EXIT_CONFIG
+    [line] = done.stderr.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "CRITICAL" and "DISCORD_TOKEN" in entry["message"] and entry["time"].endswith("+00:00")
