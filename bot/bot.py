@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.alerts import AccountWatcher, AlertChannels, AlertPoster
 from bot.config import Settings
 from bot.errors import NotAllowed
 from bot.i18n import CatalogTranslator
@@ -25,8 +26,9 @@ from bot.storage.factory import open_store
 from bot.storage.protocols import Storage
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
+from bot.upstream.capabilities import CapabilityMemory
 from bot.upstream.client import MJClient, UpstreamConfig
-from bot.upstream.keys import KeyRing, Upstreams, cipher_from
+from bot.upstream.keys import DEFAULT_UPSTREAM, KeyRing, Upstreams, cipher_from
 from bot.web.server import WebServer, load_secrets
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.settings",
     "cogs.show",
     "cogs.info",
+    "cogs.accounts",  # after cogs.admin: it adds its commands to /mjadmin
 )
 
 # Seconds a shutdown (SIGTERM) waits for the tracker's queued Discord writes.
@@ -72,6 +75,9 @@ class MJBot(commands.AutoShardedBot):
     fetcher: Fetcher
     keys: KeyRing
     policy: Policy
+    capabilities: CapabilityMemory
+    alert_channels: AlertChannels
+    account_watcher: AccountWatcher
 
     def __init__(self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -127,10 +133,22 @@ class MJBot(commands.AutoShardedBot):
         await self.keys.load()  # ConfigError when stored keys cannot be decrypted
         self.policy = Policy(self.store, channel_info_from(self))
         self.jobs = Jobs(self.store, self.upstreams, self.tracker, keys=self.keys, policy=self.policy)
+        self.capabilities = CapabilityMemory(self.store, self.upstreams)
+        self.alert_channels = AlertChannels(self.store)
+        self.account_watcher = AccountWatcher(
+            self.store,
+            self.capabilities,
+            self.watched_upstreams,
+            AlertPoster(self, self.alert_channels, self.keys, default_locale=settings.default_locale),
+            interval=settings.accounts_poll_interval,
+            wait_ready=self.wait_until_ready,
+        )
         for extension in self._extensions:
             await self.load_extension(extension)
         await self.tracker.resume()
         self.tracker.start()  # waits for READY inside its own task, never here
+        if settings.shard_ids is None or 0 in settings.shard_ids:
+            self.account_watcher.start()  # one process polls the accounts: the one with shard 0
         if settings.web_enabled:
             web_server = WebServer(self, settings, await load_secrets(self.store, settings))
             await web_server.start()
@@ -138,6 +156,11 @@ class MJBot(commands.AutoShardedBot):
             self.jobs.notify_hooks = web_server.notify_hook
         if settings.sync_commands:
             await self.sync_commands_if_changed()
+
+    def watched_upstreams(self) -> list[str]:
+        """Servers whose accounts are watched: the .env key's and every enabled stored key's."""
+        names = [DEFAULT_UPSTREAM] if DEFAULT_UPSTREAM in self.upstreams else []
+        return names + [key.upstream for key in self.keys.visible(None) if key.enabled]
 
     async def command_tree_hash(self, guild: discord.abc.Snowflake | None = None) -> str:
         """Digest of exactly what a sync would send, translations included (a new zh-CN string resyncs)."""
@@ -180,6 +203,12 @@ class MJBot(commands.AutoShardedBot):
             await tracker.stop()
             with contextlib.suppress(Exception):  # other processes take our tasks over at once
                 await self.store.release_leases()
+        watcher = getattr(self, "account_watcher", None)
+        if watcher is not None:
+            await watcher.stop()
+        capabilities = getattr(self, "capabilities", None)
+        if capabilities is not None:
+            await capabilities.aclose()
         await super().close()
         keys = getattr(self, "keys", None)
         if keys is not None:

@@ -233,6 +233,8 @@ class Settings:
     key_encryption_key: str = field(default="", repr=False)
     owner_ids: tuple[int, ...] = ()
     key_allowed_hosts: tuple[str, ...] = ()
+    # Issue 19: seconds between reads of the upstreams' Midjourney accounts for alerts (0 = off).
+    accounts_poll_interval: float = 180.0
 
     @property
     def database(self) -> str:
@@ -324,4 +326,5 @@ class Settings:
             key_encryption_key=_fernet_key(env, "KEY_ENCRYPTION_KEY"),
             owner_ids=_ids(env, "OWNER_IDS"),
             key_allowed_hosts=_host_ports(env, "KEY_ALLOWED_HOSTS"),
+            accounts_poll_interval=_float(env, "ACCOUNTS_POLL_INTERVAL", 180.0, minimum=0.0),
         )

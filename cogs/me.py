@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot import render
+from bot.errors import BotError
 from bot.i18n import t
 from bot.models import FINAL_STATUSES, SUCCESS, TaskRecord
 from bot.policy import DAY, day_start, discord_time
@@ -24,6 +26,8 @@ else:
     Interaction = discord.Interaction
 
 HISTORY_SIZE = 10
+#: Longest wait for the server's queue in /info (the answer is due within 3 s).
+QUEUE_READ_SECONDS = 1.5
 
 
 def jump_url(record: TaskRecord) -> str | None:
@@ -38,6 +42,35 @@ def _status_icon(record: TaskRecord) -> str:
     if record.status in FINAL_STATUSES:
         return "❌"
     return "⏳"
+
+
+async def upstream_queue(bot: MJBot, guild_id: int, locale: str) -> str:
+    """The server's own queue (all its users) for /info, where it shows one; "" otherwise.
+
+    Only capabilities already probed are used, and the read is bounded, so /info still answers
+    within Discord's 3 seconds."""
+    chain = bot.keys.chain(guild_id)
+    if not chain:
+        return ""
+    caps = bot.capabilities.known(chain[0])
+    if caps is None:
+        bot.capabilities.learn_soon(chain[0])  # probed in the background for the next /info
+        return ""
+    if not caps.queue_source:
+        return ""
+    try:
+        status = await asyncio.wait_for(bot.capabilities.api(chain[0]).queue(caps), QUEUE_READ_SECONDS)
+    except (BotError, KeyError, TimeoutError):
+        return ""
+    if status.capacity:
+        return t(
+            "info.upstream_queue_capacity",
+            locale,
+            running=status.running,
+            capacity=status.capacity,
+            queued=status.queued,
+        )
+    return t("info.upstream_queue_value", locale, running=status.running, queued=status.queued)
 
 
 class Me(commands.Cog):
@@ -107,6 +140,9 @@ class Me(commands.Cog):
         else:
             health = t("info.env_key", locale)
         embed.add_field(name=t("info.key", locale), value=health, inline=True)
+        queue = await upstream_queue(bot, interaction.guild_id, locale)
+        if queue:
+            embed.add_field(name=t("info.upstream_queue", locale), value=queue, inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @mj.command(name=_("history"), description=_("Your last 10 tasks, with links"))

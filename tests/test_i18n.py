@@ -81,6 +81,14 @@ async def _command_strings() -> dict[str, str]:
                 for command in cog.__cog_app_commands__:
                     if command.parent is None:
                         await command.get_translated_payload(tree, Recorder())
+    # cogs.accounts adds its commands to /mjadmin when it loads: translate them where they live.
+    from cogs.accounts import extend_mjadmin
+
+    mjadmin = app_commands.Group(name="mjadmin", description="-")
+    app_commands.Group(name="settings", description="-", parent=mjadmin)
+    group, alerts = extend_mjadmin(mjadmin, None)
+    for command in (group, alerts):
+        await command.get_translated_payload(tree, Recorder())
     return found
 
 

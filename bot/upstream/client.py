@@ -402,13 +402,13 @@ class MJClient:
 
     # ---- transport ----
 
-    async def _send(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    async def _send(self, method: str, path: str, body: Any = None, *, prefixed: bool = True) -> httpx.Response:
         """One HTTP exchange; transport failures become TransientError (the key never leaves its host).
 
         The body is streamed with a byte cap and the whole exchange has one deadline
         (`config.timeout`): a server that drips its answer or sends gigabytes cannot hold a reader.
         """
-        full_path = self.config.path_prefix + path
+        full_path = (self.config.path_prefix if prefixed else "") + path
         request = self._http.build_request(method, full_path, json=body)
         if _same_origin(request.url, self._origin):
             request.headers.update(self.config.auth_headers())
@@ -455,6 +455,11 @@ class MJClient:
             (k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length")
         ]
         return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks), request=request)
+
+    async def exchange(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """One raw exchange without the speed prefix, never retried: account and task-admin routes
+        (bot/upstream/accounts.py) have their own answer envelopes and are parsed there."""
+        return await self._send(method, path, body, prefixed=False)
 
     async def _submit(self, path: str, body: Mapping[str, Any]) -> SubmitResult:
         """POST a submit once. Never retried: a lost answer may still have started (and charged) a task."""
@@ -681,8 +686,8 @@ class MJClient:
         secret = self.config.api_key
 
         def parse(response: httpx.Response) -> bool:
-            if response.status_code in (404, 405):
-                return False
+            if response.status_code in (404, 405) or (response.is_success and _looks_like_html(response)):
+                return False  # a relay answers paths it lacks with its web page (HTTP 200 HTML)
             _raise_for_answer(response, secret=secret) if response.content else None
             return True
 

@@ -201,6 +201,96 @@ def shorten_buttons(count: int) -> list[dict[str, Any]]:
     return [_button(f"MJ::Job::PromptAnalyzer::{i}", emoji=KEYCAPS[i]) for i in range(1, count + 1)]
 
 
+def sample_account(n: int, *, flavor: str = "trueai", **changes: Any) -> dict[str, Any]:
+    """One Midjourney account as each server family stores it (MJ_ACCOUNTS_VIDEO.md §3), secrets
+    included: trueai and plus answer admins with `userToken`, `cookie` and login fields in clear."""
+    channel = f"11{n:02d}0703772185268251"
+    if flavor == "basic":
+        account: dict[str, Any] = {
+            "id": channel,
+            "channelId": channel,
+            "guildId": "1050703771580432384",
+            "userToken": f"sim-user-token-{n}-MTA1MDcwMzc3",
+            "userAgent": "Mozilla/5.0",
+            "enable": True,
+            "coreSize": 3,
+            "queueSize": 10,
+            "timeoutMinutes": 5,
+        }
+    elif flavor == "plus":
+        account = {
+            "id": f"17{n:02d}9981561340551168",
+            "name": f"plus-account-{n}",
+            "email": f"owner{n}@example.com",
+            "channelId": channel,
+            "guildId": "1050703771580432384",
+            "userToken": f"sim-user-token-{n}-MTA1MDcwMzc3",
+            "enable": True,
+            "mode": "FAST",
+            "nijiMode": "FAST",
+            "fastTimeRemaining": "12.50/15.0 hours (83.33%)",
+            "lifetimeUsage": "321 images (70.1 hours)",
+            "relaxedUsage": "12 images (0.9 hours)",
+            "subscribePlan": "STANDARD",
+            "billedWay": "MONTHLY",
+            "renewDate": "2026-12-31",
+            "version": "7",
+            "remix": False,
+            "coreSize": 3,
+            "queueSize": 10,
+            "timeoutMinutes": 5,
+            "remark": f"plus pool {n}",
+        }
+    else:
+        account = {
+            "id": f"a8c5f1d2-0000-4000-8000-00000000000{n}",
+            "channelId": channel,
+            "guildId": "1050703771580432384",
+            "remark": f"pool {n}",
+            "sponsor": "",
+            "isDiscord": True,
+            "isYouChuan": False,
+            "isOfficial": False,
+            "userToken": f"sim-user-token-{n}-MTA1MDcwMzc3",
+            "cookie": f"__cf_bm=sim-cookie-{n}",
+            "loginAccount": f"owner{n}@example.com",
+            "loginPassword": f"sim-password-{n}",
+            "login2fa": "JBSWY3DPEHPK3PXP",
+            "userAgent": "Mozilla/5.0",
+            "enable": True,
+            "disabledReason": None,
+            "lock": False,
+            "cfUrl": None,
+            "running": True,
+            "mode": None,
+            "allowModes": [],
+            "enableMj": True,
+            "enableNiji": True,
+            "displays": {"mode": "Fast", "nijiMode": "Fast", "subscribePlan": "Standard", "renewDate": "2026-12-31"},
+            "fastTimeRemaining": "12.50/15.0 hours (83.33%)",
+            "relaxTimeRemaining": None,
+            "fastExhausted": False,
+            "version": "7",
+            "versionSelector": [
+                {"customId": "7", "label": "Midjourney Model V7", "emoji": ""},
+                {"customId": "6.1", "label": "Midjourney Model V6.1", "emoji": ""},
+                {"customId": "niji 6", "label": "Niji Model V6", "emoji": ""},
+            ],
+            "mjRemixOn": False,
+            "nijiRemixOn": False,
+            "remixAutoSubmit": False,
+            "coreSize": 3,
+            "queueSize": 10,
+            "timeoutMinutes": 5,
+            "runningCount": 0,
+            "queueCount": 0,
+            "todayDraw": 4,
+            "infoUpdated": "2026-12-07T09:00:00",
+        }
+    account.update(changes)
+    return account
+
+
 @dataclass(frozen=True, slots=True)
 class _ButtonKind:
     """What a customId does: the new task's action, and whether it always/sometimes needs a modal."""
@@ -281,6 +371,10 @@ class SimulatedProxy:
         image_noise: bool = False,
         image_text: bool = True,
         timeout_delay: float = 2.0,
+        admin_token: str | None = None,
+        plus: bool = False,
+        accounts: Sequence[dict[str, Any]] | None = None,
+        sync_cooldown: float = 300.0,
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int | None = None,
@@ -325,6 +419,14 @@ class SimulatedProxy:
         self._background: set[asyncio.Task[Any]] = set()
         self._last_id = 0
         self._frozen_listing: dict[str, dict[str, Any]] = {}
+        # Account management (MJ_ACCOUNTS_VIDEO.md): trueai's admin token, a "plus" server's
+        # /mj/account/* routes (flavour basic), the accounts themselves and trueai's sync limit.
+        self.admin_token = admin_token
+        self.plus = plus
+        self.sync_cooldown = sync_cooldown
+        source = accounts if accounts is not None else [sample_account(n, flavor=self._account_shape) for n in (1, 2)]
+        self.accounts: dict[str, dict[str, Any]] = {str(a["id"]): dict(a) for a in source}
+        self._last_sync: dict[str, float] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -458,6 +560,9 @@ class SimulatedProxy:
             )
         )
         mode, route = self._split_mode(request.path)
+        if self.flavor == "relay" and (route is None or not self._relay_routes(request.method, route)):
+            # new-api: every path it does not route falls to the web UI's index page, before any auth.
+            return self._index_page()
         if route is None:
             return self._not_found(request.path)
         if route.startswith("/mj/image/") and request.method == "GET":
@@ -469,6 +574,9 @@ class SimulatedProxy:
         if not self._authorized(request):
             return self._unauthorized()
 
+        admin_answer = self._admin_route(request, route, body)
+        if admin_answer is not None:
+            return admin_answer
         response = await self._route(request.method, route, body, mode)
         if fault == "timeout":
             # The work is done (a submit did start a task); the answer just comes too late.
@@ -529,7 +637,7 @@ class SimulatedProxy:
             return token.strip().removeprefix("sk-") == self.api_key.removeprefix("sk-")
         if self.flavor == "trueai":
             # trueai looks the raw Authorization value up as a token: "Bearer x" fails.
-            return (authorization or secret) == self.api_key
+            return (authorization or secret) in {self.api_key, self.admin_token}
         return secret == self.api_key
 
     def _unauthorized(self) -> web.Response:
@@ -968,6 +1076,218 @@ class SimulatedProxy:
         suffix = "" if action == "REROLL" else str(task.index)
         task.description = f"/up {parent.id} {letter}{suffix}"
         return self._accepted(task)
+
+    # ---- accounts and task admin (MJ_ACCOUNTS_VIDEO.md §2-§6) -------------------------------------
+
+    @property
+    def _account_shape(self) -> str:
+        if self.flavor == "basic":
+            return "plus" if self.plus else "basic"
+        return "trueai"
+
+    def _relay_routes(self, method: str, route: str) -> bool:
+        """The /mj routes new-api registers (relay-router.go); anything else is its NoRoute page."""
+        if method == "GET" and (
+            re.fullmatch(r"/mj/task/[^/]+/(fetch|image-seed)", route) or route.startswith("/mj/image/")
+        ):
+            return True
+        if method != "POST":
+            return False
+        return route == "/mj/task/list-by-condition" or route in {
+            "/mj/submit/imagine",
+            "/mj/submit/blend",
+            "/mj/submit/describe",
+            "/mj/submit/shorten",
+            "/mj/submit/action",
+            "/mj/submit/modal",
+            "/mj/submit/change",
+            "/mj/submit/simple-change",
+            "/mj/submit/edits",
+            "/mj/submit/video",
+            "/mj/submit/upload-discord-images",
+            "/mj/insight-face/swap",
+        }
+
+    def _index_page(self) -> web.Response:
+        html = '<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>New API</title></head>'
+        html += '<body><div id="root"></div><script src="/assets/index.js"></script></body></html>'
+        return web.Response(status=200, text=html, content_type="text/html")
+
+    def _is_admin(self, request: web.Request) -> bool:
+        token = request.headers.get("Authorization", "") or request.headers.get("mj-api-secret", "")
+        return bool(self.admin_token) and token == self.admin_token
+
+    def _result(self, ok: bool = True, message: str = "") -> web.Response:
+        """trueai's Result envelope: HTTP 200 whether it worked or not."""
+        body = {"success": ok, "code": 0 if ok else -1, "message": message or ("成功" if ok else "操作失败")}
+        body["timestamp"] = str(_now_ms() * 10_000)
+        return self._json(body)
+
+    def _message(self, code: int, description: str, result: Any = None) -> web.Response:
+        """plus's Message envelope: code 1 = OK, 3 not found, 4 validation, 9 failure."""
+        return self._json({"code": code, "description": description, "result": result})
+
+    def _live_account(self, account: dict[str, Any]) -> dict[str, Any]:
+        """trueai's list endpoints fill in what only the running instance knows."""
+        shown = dict(account)
+        if self.flavor != "trueai":
+            return shown
+        enabled = [a for a in self.accounts.values() if a.get("enable")]
+        if account.get("enable") and enabled and enabled[0]["id"] == account["id"]:
+            busy = [t for t in self.tasks.values() if t.status not in FINAL and t.status != MODAL]
+            core = int(account.get("coreSize") or 3)
+            shown.setdefault("runningCount", 0)
+            shown["runningCount"] = max(int(account.get("runningCount") or 0), min(core, len(busy)))
+            shown["queueCount"] = max(int(account.get("queueCount") or 0), max(0, len(busy) - core))
+        shown["running"] = bool(account.get("running", account.get("enable")))
+        return shown
+
+    def _stored_account(self, account: dict[str, Any]) -> dict[str, Any]:
+        """GET account/{id} reads the database copy: no live counters."""
+        return {k: v for k, v in account.items() if k not in ("running", "runningCount", "queueCount")}
+
+    def _admin_route(self, request: web.Request, route: str, body: Any) -> web.Response | None:
+        """Account and task-admin endpoints of this flavour, or None for the normal routes."""
+        method = request.method
+        query = dict(request.query)
+        if self.flavor == "trueai":
+            if route.startswith("/mj/admin/"):
+                if not self._is_admin(request):
+                    return web.Response(status=401, text="账号无权限")
+                return self._trueai_admin(method, route.removeprefix("/mj/admin/"), body, query)
+            match = re.fullmatch(r"/mj/task/([^/]+)/cancel", route)
+            if match and method == "POST":
+                if not self._is_admin(request):
+                    return web.Response(status=400, text="演示模式，禁止操作")
+                task = self.tasks.get(match.group(1))
+                if task is not None and task.status not in FINAL:
+                    self._fail(task, "取消任务")
+                return web.Response(status=200)
+            return None
+        if self.flavor == "basic":
+            return self._basic_admin(method, route, body)
+        return None
+
+    def _trueai_admin(self, method: str, path: str, body: Any, query: dict[str, str]) -> web.Response:
+        if path == "accounts" and method == "POST":
+            pagination = body.get("pagination") if isinstance(body, dict) else None
+            pagination = pagination if isinstance(pagination, dict) else {}
+            current = max(1, int(pagination.get("current") or 1))
+            size = max(1, min(100, int(pagination.get("pageSize") or 10)))
+            accounts = list(self.accounts.values())
+            page = accounts[(current - 1) * size : current * size]
+            total = len(accounts)
+            return self._json(
+                {
+                    "list": [self._live_account(a) for a in page],
+                    "pagination": {
+                        "current": current,
+                        "pageSize": size,
+                        "total": total,
+                        "pageCount": -(-total // size),
+                    },
+                }
+            )
+        if path == "accounts" and method == "GET":
+            return self._json([self._live_account(a) for a in self.accounts.values() if a.get("enable")])
+        if path == "accounts-enable" and method == "POST":
+            ids = [str(i) for i in body] if isinstance(body, list) else []
+            found = [self.accounts[i] for i in ids if i in self.accounts]
+            for account in found:
+                account.update(enable=True, disabledReason=None, running=True)
+            return self._result(True, f"已启用 {len(found)} 个账号")
+        match = re.fullmatch(
+            r"(account|account-sync|account-reconnect|account-change-version|account-cf)/([^/]+)", path
+        )
+        if match is None:
+            return web.Response(status=404)
+        what, account_id = match.groups()
+        account = self.accounts.get(account_id)
+        if account is None:
+            return self._result(False, "账号不存在")
+        if what == "account" and method == "GET":
+            return self._json(self._stored_account(account))
+        if what == "account-cf" and method == "GET":
+            return self._json(self._stored_account(account))
+        if what == "account-sync" and method == "POST":
+            now = time.monotonic()
+            last = self._last_sync.get(account_id)
+            if last is not None and now - last < self.sync_cooldown:
+                return self._result(False, "同步失败，请稍后重试")
+            self._last_sync[account_id] = now
+            account["infoUpdated"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            return self._result(True)
+        if what == "account-change-version" and method == "POST":
+            offered = {str(o.get("customId")) for o in account.get("versionSelector") or [] if isinstance(o, dict)}
+            version = query.get("version", "")
+            if version not in offered:
+                return self._result(False, "修改版本或同步信息失败")
+            account["version"] = version
+            return self._result(True)
+        if what == "account-reconnect" and method == "PUT":
+            if not isinstance(body, dict) or str(body.get("id")) != account_id:
+                return self._result(False, "参数错误")
+            # trueai overwrites the stored account with what it is sent: a partial object wipes fields.
+            replaced = {k: v for k, v in body.items() if k not in ("running", "runningCount", "queueCount")}
+            replaced["running"] = bool(replaced.get("enable"))
+            self.accounts[account_id] = replaced
+            return self._result(True)
+        return web.Response(status=404)
+
+    def _basic_admin(self, method: str, route: str, body: Any) -> web.Response | None:
+        """novicezk: list/fetch and the queue; plus adds query, sync-info, update-reconnect, cancel."""
+        if route == "/mj/task/queue" and method == "GET":
+            queued = [t for t in self.tasks.values() if t.status not in FINAL and t.status != MODAL]
+            return self._json([self._task_json(t) for t in sorted(queued, key=lambda t: t.submit_time)])
+        if route == "/mj/account/list" and method == "GET" and not self.plus:
+            return self._json(list(self.accounts.values()))
+        match = re.fullmatch(r"/mj/account/([^/]+)/fetch", route)
+        if match and method == "GET":
+            account = self.accounts.get(match.group(1))
+            if account is None:
+                return web.Response(status=200, body=b"", content_type="application/json")
+            return self._json(account)
+        if not self.plus:
+            return None
+        if route == "/mj/account/query" and method == "POST":
+            query = body if isinstance(body, dict) else {}
+            number = max(0, int(query.get("pageNumber") or 0))
+            size = max(1, int(query.get("pageSize") or 10))
+            accounts = list(self.accounts.values())
+            content = accounts[number * size : (number + 1) * size]
+            total = len(accounts)
+            return self._json(
+                {
+                    "content": content,
+                    "totalElements": total,
+                    "totalPages": -(-total // size),
+                    "number": number,
+                    "size": size,
+                }
+            )
+        match = re.fullmatch(r"/mj/account/([^/]+)/(sync-info|update-reconnect)", route)
+        if match:
+            account = self.accounts.get(match.group(1))
+            if account is None:
+                return self._message(3, "数据未找到")
+            if match.group(2) == "sync-info" and method == "POST":
+                return self._message(1, "成功", account)
+            if match.group(2) == "update-reconnect" and method == "PUT":
+                update = body if isinstance(body, dict) else {}
+                if not all(update.get(k) for k in ("guildId", "channelId", "userToken")):
+                    return self._message(4, "服务器ID、频道ID、用户Token不能为空")
+                account.update({k: v for k, v in update.items() if k != "id"})
+                return self._message(1, "修改成功，wss连接成功" if account.get("enable") else "修改成功，账号已禁用")
+        match = re.fullmatch(r"/mj/task/([^/]+)/cancel", route)
+        if match and method == "POST":
+            task = self.tasks.get(match.group(1))
+            if task is None:
+                return self._message(3, "数据未找到")
+            if task.status in FINAL:
+                return self._message(4, "该任务不可取消: 任务已结束")
+            task.status, task.fail_reason, task.finish_time = CANCEL, "", _now_ms()
+            return self._message(1, "成功")
+        return None
 
     # ---- the task store and lifecycle ---------------------------------------------------------
 
