@@ -147,7 +147,7 @@ class _Failure:
         return self.reason
 
 
-async def _try_key(settings: Settings, style: str, within: float) -> BotError | _Failure | None:
+async def _try_key(settings: Settings, style: str, within: float) -> Unauthorized | QuotaExhausted | _Failure | None:
     """None when the key works with `style`; else the error the server's answer became."""
     config = UpstreamConfig(
         name="default",
@@ -179,7 +179,7 @@ async def probe_database(settings: Settings) -> Verdict:
     name = describe_database(target)
     if is_postgres(target):
         try:
-            import asyncpg  # type: ignore[import-untyped]
+            import asyncpg
         except ModuleNotFoundError:
             return Verdict("database", False, f"{name}: asyncpg is not installed (pip install '.[postgres]')")
         try:

@@ -143,7 +143,7 @@ class NotMedia(BotError):
 class InputError(BotError):
     """The user's input cannot be submitted (bad file, bad prompt...). `key` is set per case."""
 
-    def __init__(self, key: str, **params: Any) -> None:
+    def __init__(self, key: str, /, **params: Any) -> None:  # a `key=` parameter is the message's own
         super().__init__("", **params)
         self.key = key
 

@@ -28,7 +28,8 @@ def catalog(language: str) -> dict[str, str]:
         text = resources.files("bot.locales").joinpath(f"{language}.json").read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    return json.loads(text)
+    entries: dict[str, str] = json.loads(text)
+    return entries
 
 
 def normalize(locale: object) -> str:
@@ -78,10 +79,10 @@ def command_key(string: app_commands.locale_str, context: app_commands.Translati
         return f"cmd.{_path(data)}.name"
     if where in (Where.command_description, Where.group_description):
         return f"cmd.{_path(data)}.description"
-    if where in (Where.parameter_name, Where.parameter_description):
+    if where in (Where.parameter_name, Where.parameter_description) and isinstance(data, app_commands.Parameter):
         kind = "name" if where is Where.parameter_name else "description"
         return f"cmd.{_path(data.command)}.{data.name}.{kind}"
-    if where is Where.choice_name:
+    if where is Where.choice_name and isinstance(data, app_commands.Choice):
         return f"choice.{str(data.value).lower()}"
     return None
 

@@ -64,6 +64,7 @@ class Jobs:
 
     def _hooked(self, client: MJClient, upstream: str) -> MJClient:
         hook = self.notify_hooks(upstream) if self.notify_hooks is not None else None
+        # A proxy with the client's interface (through __getattr__), which a type checker cannot see.
         return client if not hook else _WithHook(client, hook)  # type: ignore[return-value]
 
     def client(self, upstream: str = "default") -> MJClient:

@@ -47,6 +47,7 @@ class UserPrefs:
     option_sets: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_changes(self, **changes: object) -> UserPrefs:
+        # Field names and values come from the /settings form: checked at run time, by replace and validate.
         prefs = replace(self, **changes)  # type: ignore[arg-type]
         validate(prefs)
         return prefs

@@ -7,6 +7,7 @@ the tree (discord.py only logs them).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import discord
@@ -43,7 +44,8 @@ async def report_error(interaction: discord.Interaction[Any], error: BaseExcepti
     if not isinstance(error, BotError):
         # A button's or modal's custom_id, never interaction.data: a modal's data holds what was
         # typed into it (the add-key form's API key).
-        custom_id = (interaction.data or {}).get("custom_id", "?")
+        data: Mapping[str, object] = interaction.data or {}
+        custom_id = data.get("custom_id", "?")
         command = interaction.command.qualified_name if interaction.command else f"component {custom_id}"
         log.error(
             "Unhandled error in %s (user %s, guild %s)",

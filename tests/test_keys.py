@@ -18,6 +18,7 @@ from bot.config import ConfigError, Settings
 from bot.errors import InputError, NotAllowed, QueueFull, Unauthorized
 from bot.jobs import Jobs
 from bot.net.addresses import AddressPolicy
+from bot.responder import error_text
 from bot.storage.sqlite import Store
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.keys import (
@@ -236,6 +237,14 @@ async def test_three_refusals_make_a_key_unhealthy_and_notify_once(
 
     await ring.set_enabled(key.id, True)
     assert ring.chain(1)[0] == key.upstream
+
+
+async def test_testing_a_key_that_is_not_there_says_so(store: Store, upstreams: Upstreams, cipher: KeyCipher) -> None:
+    # The message names the key ({key}): a `key=` parameter must not collide with the message key.
+    check = await KeyRing(store, upstreams, cipher).check(404)
+    assert check.status == "error" and isinstance(check.error, InputError)
+    assert check.error.key == "admin.key_not_found" and check.error.params["key"] == "404"
+    assert "404" in error_text(check.error, "en")
 
 
 async def test_a_success_resets_the_failure_count(store: Store, upstreams: Upstreams, cipher: KeyCipher) -> None:

@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import discord
+from discord.utils import MISSING
 
 from bot import render
 from bot.models import TaskRecord
@@ -40,8 +41,13 @@ async def send_task_message(
     view = render.build_view(parts.buttons)
     try:
         return await channel.send(
-            content=parts.content, embed=parts.embed, view=view, reference=reference, mention_author=False
-        )  # type: ignore[call-overload]
+            content=parts.content,
+            embed=parts.embed,
+            view=view if view is not None else MISSING,
+            # send() takes None as "no reply" (its default), which discord.py's typed overloads leave out.
+            reference=reference,  # type: ignore[arg-type]
+            mention_author=False,
+        )
     except discord.HTTPException as exc:
         log.info("Posting task %s in channel %s failed (HTTP %s)", record.id, record.channel_id, exc.status)
         return None

@@ -62,24 +62,30 @@ def apply_update(record: TaskRecord, task: MJTask) -> TaskRecord:
     queue_position = record.queue_position
     if status not in ("", "NOT_START", "SUBMITTED"):
         queue_position = None
-    changes: dict[str, object] = {
-        "action": task.action or record.action,
-        "status": status,
-        "progress": progress,
-        "queue_position": queue_position,
-        "image_url": task.image_url or record.image_url,
-        "fail_reason": task.fail_reason if status == FAILURE else record.fail_reason,
-    }
+    final_prompt = record.final_prompt
     if task.final_prompt and task.action not in ("DESCRIBE", "SHORTEN"):
-        changes["final_prompt"] = task.final_prompt
+        final_prompt = task.final_prompt
+    buttons, finished_at, extra = record.buttons, record.finished_at, record.extra
     if status in FINAL_STATUSES:
-        changes["buttons"] = task.buttons
-        changes["finished_at"] = record.finished_at or time.time()
+        buttons = task.buttons
+        finished_at = record.finished_at or time.time()
         if status == SUCCESS:
-            extra = result_extra(replace(task, action=task.action or record.action))
-            if extra:
-                changes["extra"] = {**record.extra, **extra}
-    return replace(record, **changes)  # type: ignore[arg-type]
+            found = result_extra(replace(task, action=task.action or record.action))
+            if found:
+                extra = {**record.extra, **found}
+    return replace(
+        record,
+        action=task.action or record.action,
+        status=status,
+        progress=progress,
+        queue_position=queue_position,
+        image_url=task.image_url or record.image_url,
+        fail_reason=task.fail_reason if status == FAILURE else record.fail_reason,
+        final_prompt=final_prompt,
+        buttons=buttons,
+        finished_at=finished_at,
+        extra=extra,
+    )
 
 
 class Tracker:

@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import aiohttp
 import discord
+from discord.utils import MISSING
 
 from bot import render
 from bot.errors import BotError, DownloadRefused, DownloadTooLarge, NotMedia
@@ -312,22 +313,25 @@ class DiscordWriter:
         try:
             if record.message_id is not None:
                 try:
-                    kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed, "view": view}
-                    if file is not None:
-                        kwargs["attachments"] = [file]
-                    message = await channel.get_partial_message(record.message_id).edit(**kwargs)  # type: ignore[arg-type]
+                    # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
+                    message = await channel.get_partial_message(record.message_id).edit(
+                        content=parts.content,
+                        embed=parts.embed,
+                        view=view,
+                        attachments=[file] if file is not None else MISSING,
+                    )
                     self._wrote(record.id)
                     return message
                 except discord.NotFound:
                     log.info("Message of task %s was deleted; posting a new one", record.id)
                     if file is not None:
                         file.reset()
-            send_kwargs: dict[str, object] = {"content": parts.content, "embed": parts.embed}
-            if view is not None:
-                send_kwargs["view"] = view
-            if file is not None:
-                send_kwargs["file"] = file
-            message = await channel.send(**send_kwargs)  # type: ignore[arg-type]
+            message = await channel.send(
+                content=parts.content,
+                embed=parts.embed,
+                view=view if view is not None else MISSING,
+                file=file if file is not None else MISSING,
+            )
             self._wrote(record.id)
             return message
         except discord.NotFound:

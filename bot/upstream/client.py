@@ -499,7 +499,7 @@ class MJClient:
             hinted = exc.params.get("retry_after")
         if isinstance(hinted, int | float):
             return min(float(hinted), self._max_retry_after)
-        return min(self._backoff * (2**attempt), self._max_retry_after)
+        return min(self._backoff * 2.0**attempt, self._max_retry_after)
 
     # ---- submits ----
 

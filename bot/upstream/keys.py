@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -259,7 +259,7 @@ class KeyRing:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         #: Told once when a key turns unhealthy (the admin cog DMs whoever added it).
-        self.on_unhealthy: Callable[[ApiKey], Awaitable[None]] | None = None
+        self.on_unhealthy: Callable[[ApiKey], Coroutine[Any, Any, None]] | None = None
 
     # ---- loading -----------------------------------------------------------------------------------
 

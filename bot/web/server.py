@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from PIL import Image, UnidentifiedImageError
 
 from bot.config import ConfigError, Settings
@@ -240,7 +241,7 @@ class WebServer:
     # ---- helpers -------------------------------------------------------------------------------
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
         try:
             response = await handler(request)

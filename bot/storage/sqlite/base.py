@@ -22,7 +22,7 @@ from bot.storage.common import default_owner, migrations
 try:
     import fcntl
 except ImportError:  # Windows: one process per database file there
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # the module or None: checked before each use
 
 log = logging.getLogger(__name__)
 
