@@ -1193,8 +1193,8 @@ class SimulatedProxy:
         if path == "accounts-enable" and method == "POST":
             ids = [str(i) for i in body] if isinstance(body, list) else []
             found = [self.accounts[i] for i in ids if i in self.accounts]
-            for account in found:
-                account.update(enable=True, disabledReason=None, running=True)
+            for enabled in found:
+                enabled.update(enable=True, disabledReason=None, running=True)
             return self._result(True, f"已启用 {len(found)} 个账号")
         match = re.fullmatch(
             r"(account|account-sync|account-reconnect|account-change-version|account-cf)/([^/]+)", path
