@@ -18,6 +18,7 @@ from bot.models import FAILURE
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
 from tests.e2e.test_admin import FERNET, add_key, admin
+from tests.e2e.test_ready import editor_link, finished_upscale, http, web_settings
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 
@@ -199,3 +200,19 @@ async def test_key_base_urls_with_a_password_query_or_fragment_are_refused(
         refused = await admin(discord_fake, "key add", label="bad", base_url=url)
         assert "user name or password" in refused.text(), url
     assert bot.keys.visible(discord_fake.guild.id) == []
+
+
+async def test_the_vary_region_editor_does_not_fetch_a_stored_link_to_a_private_address(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, internal: LocalService
+) -> None:
+    bot = await runner.start(**web_settings())
+    upscale = await finished_upscale(discord_fake, "a red kite")
+    upscale_id = upscale.text().rsplit("Task ", 1)[1].strip()
+    _, url = await editor_link(discord_fake, upscale)
+    # The stored links now say the picture lives on the bot's machine (a server's answer, or a stale row).
+    await bot.store.update_task(upscale_id, result_url=f"{internal.base}/a.png", image_url=f"{internal.base}/b.png")
+    async with http() as session, session.get(url + "/image") as picture:
+        data = await picture.read()
+    # Refused, and the fresh link to the Discord copy served the picture instead.
+    assert internal.seen == []
+    assert picture.status == 200 and Image.open(io.BytesIO(data)).size == (512, 512)
