@@ -22,7 +22,7 @@ from bot.i18n import t
 from bot.policy import DAY, GuildSettings, day_start, normalize_words, split_words
 from bot.responder import error_text, locale_of, reply, report_error
 from bot.upstream.client import UpstreamConfig
-from bot.upstream.keys import DEFAULT_UPSTREAM, ApiKey, KeyCheck, check_base_url, split_mode
+from bot.upstream.keys import DEFAULT_UPSTREAM, ApiKey, KeyCheck, check_base_url, check_base_url_resolves, split_mode
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -117,6 +117,8 @@ class AddKeyModal(discord.ui.Modal):
         bot = interaction.client
         locale = locale_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
+        if not await is_bot_owner(interaction):  # a name that resolves to the bot's own network now
+            await check_base_url_resolves(self.draft["base_url"], bot.address_policy)
         key = await bot.keys.add(secret=self.secret.value, added_by=interaction.user.id, **self.draft)
         scope = t("admin.scope_global" if key.is_global else "admin.scope_guild", locale)
         await reply(

@@ -9,6 +9,7 @@ port) of an upstream the operator configured.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass, field
@@ -76,6 +77,14 @@ def literal_address(host: str) -> IPAddress | None:
         except OSError:
             return None
     return None
+
+
+async def resolve(host: str, port: int, deadline: float | None = None) -> list[IPAddress]:
+    """Every address `host` resolves to now (OSError or TimeoutError when it does not)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(deadline):
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(sockaddr_address(info[4]) for info in infos))
 
 
 def sockaddr_address(sockaddr: tuple[object, ...]) -> IPAddress:

@@ -8,15 +8,13 @@ operator's KEY_ALLOWED_HOSTS pairs use httpx's plain transport.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import Iterable
 from typing import Any
 
 import httpcore
 import httpx
 
-from bot.net.addresses import AddressRefused, IPAddress, is_public, sockaddr_address
+from bot.net.addresses import AddressRefused, IPAddress, is_public, resolve
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -59,13 +57,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 async def _resolve(host: str, port: int, deadline: float | None) -> list[IPAddress]:
-    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(deadline):
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return await resolve(host, port, deadline)
     except (OSError, TimeoutError) as exc:
         raise httpcore.ConnectError(f"could not resolve {host} ({type(exc).__name__})") from None
-    return list(dict.fromkeys(sockaddr_address(info[4]) for info in infos))
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):

@@ -25,7 +25,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from bot.config import ConfigError, fernet_keys
 from bot.errors import BotError, InputError, NotAllowed, QuotaExhausted, Unauthorized
 from bot.models import NewApiKey
-from bot.net.addresses import AddressPolicy, AddressRefused
+from bot.net.addresses import AddressPolicy, AddressRefused, is_public, resolve
 from bot.net.transport import GuardedTransport
 from bot.upstream.client import AUTH_STYLES, MODES, MJClient, UpstreamConfig
 
@@ -173,6 +173,23 @@ def check_base_url(base_url: str, policy: AddressPolicy | None = None, *, privat
         raise InputError("admin.key_private_host", host=parts.hostname or "") from None
     host = (parts.hostname or "").lower().rstrip(".")
     if host.endswith((".local", ".internal")) and not (policy and policy.exempt(base_url)):
+        raise InputError("admin.key_private_host", host=host)
+
+
+async def check_base_url_resolves(base_url: str, policy: AddressPolicy | None = None, *, deadline: float = 5.0) -> None:
+    """The add-time half of the address rule for names: a server admin's base URL whose name
+    resolves to a non-public address now is refused with the same message as a spelled one. (A name
+    that changes later is refused when the client connects; one that does not resolve yet is left to
+    that check too.)"""
+    if policy is not None and policy.exempt(base_url):
+        return
+    parts = urlsplit(base_url.strip())
+    host = parts.hostname or ""
+    try:
+        addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80), deadline)
+    except (OSError, TimeoutError, ValueError):
+        return
+    if any(not is_public(address) for address in addresses):
         raise InputError("admin.key_private_host", host=host)
 
 

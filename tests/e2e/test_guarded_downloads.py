@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ipaddress
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -216,3 +218,26 @@ async def test_the_vary_region_editor_does_not_fetch_a_stored_link_to_a_private_
     # Refused, and the fresh link to the Discord copy served the picture instead.
     assert internal.seen == []
     assert picture.status == 200 and Image.open(io.BytesIO(data)).size == (512, 512)
+
+
+def own_name() -> str | None:
+    """The machine's own host name, when it resolves to a loopback address (as in most containers)."""
+    name = socket.gethostname()
+    try:
+        resolved = socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)
+    except OSError:
+        return None
+    return name if resolved and all(ipaddress.ip_address(i[4][0]).is_loopback for i in resolved) else None
+
+
+async def test_a_key_whose_host_name_resolves_to_the_bots_machine_is_refused_when_added(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    name = own_name()
+    if name is None:
+        pytest.skip("this machine's name does not resolve to loopback")
+    bot = await runner.start(key_encryption_key=FERNET)
+    url = f"http://{name}:{mj.port}"
+    refused = await add_key(discord_fake, "mine", url, "sk-their-key-123456")
+    assert "local or private address" in refused.text() and name in refused.text()
+    assert bot.keys.visible(discord_fake.guild.id) == []
