@@ -37,6 +37,7 @@ class Server:
     base: str = ""
     port: int = 0
     seen: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def pair(self) -> str:
@@ -49,6 +50,7 @@ async def start_server(routes: dict[str, Callable[[web.Request], object]]) -> tu
     @web.middleware
     async def record(request: web.Request, handler: Callable[[web.Request], object]) -> web.StreamResponse:
         server.seen.append(request.path)
+        server.headers.append({k.lower(): v for k, v in request.headers.items()})
         return await handler(request)  # type: ignore[misc, no-any-return]
 
     app = web.Application(middlewares=[record])
@@ -217,6 +219,9 @@ async def test_downloads_from_an_allowed_host_follow_redirects_and_send_no_crede
     for path in ("/sized.png", "/chunked.png", "/moved.png"):
         media = await fetcher.fetch_media(images.base + path, max_bytes=10**6)
         assert media.mime == "image/png" and media.width == 32 and sniff_image(media.data) == "image/png"
+    assert images.headers and all(
+        not {"authorization", "mj-api-secret", "cookie"} & set(headers) for headers in images.headers
+    )
 
 
 async def test_a_link_to_cloud_metadata_is_refused_before_connecting(fetcher: Fetcher) -> None:

@@ -110,12 +110,15 @@ class Fetcher:
         self._exempt: aiohttp.ClientSession | None = None
 
     def _session(self, exempt: bool) -> aiohttp.ClientSession:
-        # Made on first use, inside the running loop (aiohttp binds a session to its loop).
+        # Made on first use, inside the running loop (aiohttp binds a session to its loop). No cookie
+        # jar: one member's download must not carry what a host set during another's.
         timeout = aiohttp.ClientTimeout(total=None, connect=10.0)
         if exempt:
             if self._exempt is None or self._exempt.closed:
                 connector = aiohttp.TCPConnector(limit=self._max_connections)
-                self._exempt = aiohttp.ClientSession(connector=connector, timeout=timeout)
+                self._exempt = aiohttp.ClientSession(
+                    connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+                )
             return self._exempt
         if self._guarded is None or self._guarded.closed:
             connector = aiohttp.TCPConnector(
@@ -124,7 +127,9 @@ class Fetcher:
                 socket_factory=_guarded_socket,
                 use_dns_cache=False,
             )
-            self._guarded = aiohttp.ClientSession(connector=connector, timeout=timeout)
+            self._guarded = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+            )
         return self._guarded
 
     async def aclose(self) -> None:
