@@ -25,7 +25,7 @@ from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask, TaskRecord
 from bot.net.fetcher import Fetcher
 from bot.storage.sqlite import Store
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
-from bot.tracking.scheduling import poll_every, read_phase
+from bot.tracking.scheduling import PlannedRead, plan_reads, poll_every, read_phase
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import BOT_TIMEOUT_REASON, Tracker
 from bot.upstream.client import MJClient, UpstreamConfig
@@ -265,6 +265,26 @@ def test_a_task_whose_pace_says_it_ends_within_two_ticks_is_read_every_tick() ->
 
 
 # ---- pacing primitives --------------------------------------------------------------------------
+
+
+def test_a_reads_plan_batches_by_phase_spreads_only_when_slots_run_out_and_fetches_stalled_tasks_alone() -> None:
+    ids = [str(1748339100000000 + n) for n in range(7)]
+    ordered = sorted(ids, key=read_phase)
+    alone = {ordered[3]}
+    few = plan_reads(ids, alone=alone, use_list=True, settings=settings(batch_size=2, fetch_concurrency=8))
+    listed = [i for i in ordered if i not in alone]
+    assert few == [
+        PlannedRead(listed[0:2], True, 0.0),
+        PlannedRead(listed[2:4], True, 0.0),
+        PlannedRead(listed[4:6], True, 0.0),
+        PlannedRead([ordered[3]], False, 0.0),
+    ]
+    # More batches than slots: each goes at its first task's moment of the spread (the first at once).
+    many = plan_reads(ids, alone=alone, use_list=True, settings=settings(batch_size=2, fetch_concurrency=2))
+    assert [read.at for read in many] == [0.0, *(read_phase(r.ids[0]) * 0.75 for r in many[1:3]), 0.0]
+    # An upstream without list-by-condition: every task on its own.
+    single = plan_reads(ids, alone=alone, use_list=False, settings=settings(batch_size=2, fetch_concurrency=8))
+    assert [read.ids for read in single] == [[i] for i in ordered] and not any(r.listed for r in single)
 
 
 def test_channel_pacer_allows_the_bucket_then_waits_out_the_window() -> None:

@@ -60,6 +60,46 @@ def poll_every(record: TaskRecord, in_status_for: float, settings: TrackerSettin
     return max(1, settings.queued_every)
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedRead:
+    """One request of a tick's read: a batch for list-by-condition, or one id to fetch on its own."""
+
+    ids: Sequence[str]
+    listed: bool
+    at: float  # seconds into the read when it goes
+
+
+def plan_reads(
+    ids: Sequence[str], *, alone: set[str] | frozenset[str], use_list: bool, settings: TrackerSettings
+) -> list[PlannedRead]:
+    """The requests that read `ids`, in the order of their moments. Pure.
+
+    Batches of `batch_size` (one id each where the upstream cannot list), then `alone` one by one.
+    When there are more batches than `fetch_concurrency`, each waits for its moment in the interval
+    (`read_phase` of its first id; the first batch goes at once)."""
+    size = max(1, settings.batch_size) if use_list else 1
+    ordered = sorted(ids, key=read_phase)
+    listed = [task_id for task_id in ordered if task_id not in alone] if use_list else ordered
+    batches = [listed[i : i + size] for i in range(0, len(listed), size)]
+    many = len(batches) > max(1, settings.fetch_concurrency)
+    spread = settings.poll_interval * settings.read_spread if many else 0.0
+    reads = [
+        PlannedRead(batch, use_list, read_phase(batch[0]) * spread if n else 0.0) for n, batch in enumerate(batches)
+    ]
+    reads += [PlannedRead([task_id], False, 0.0) for task_id in ordered if use_list and task_id in alone]
+    return reads
+
+
+@dataclass(slots=True)
+class _ReadRun:
+    """What the requests of one tick's read share: their slots, their start, the first error, the slowest answer."""
+
+    slots: asyncio.Semaphore
+    began: float
+    error: BotError | None = None
+    slowest: float = 0.0
+
+
 def reschedule(task: TrackedTask, new: TaskRecord, now: float, tick: float | None, settings: TrackerSettings) -> None:
     """Set when a task is read next, now that its state is `new` (read for `tick`, or pushed at `now`)."""
     old = task.record
@@ -200,55 +240,41 @@ class UpstreamReads:
         longest a request took). `alone` are read one by one even where list-by-condition works.
         After one failed request the rest of this tick's are not sent: a failing upstream gets no burst."""
         self.counters.polled += len(ids)
-        error: BotError | None = None
-        slowest = 0.0
-        use_list = name not in self._no_list
-        size = max(1, self.settings.batch_size) if use_list else 1
-        concurrency = max(1, self.settings.fetch_concurrency)
-        ordered = sorted(ids, key=read_phase)
-        listed = [task_id for task_id in ordered if task_id not in alone] if use_list else ordered
-        regular = [listed[i : i + size] for i in range(0, len(listed), size)]
-        # More batches than can go at once: each waits for its moment in the interval (the first goes now).
-        spread = self.settings.poll_interval * self.settings.read_spread if len(regular) > concurrency else 0.0
-        # (ids, listed, seconds into the read): a batch for list-by-condition, or one id to fetch on its own.
-        chunks = [(chunk, use_list, read_phase(chunk[0]) * spread if n else 0.0) for n, chunk in enumerate(regular)]
-        chunks += [([task_id], False, 0.0) for task_id in ordered if use_list and task_id in alone]
-        slots = asyncio.Semaphore(concurrency)
-        began = time.monotonic()
+        reads = plan_reads(ids, alone=alone, use_list=name not in self._no_list, settings=self.settings)
+        run = _ReadRun(slots=asyncio.Semaphore(max(1, self.settings.fetch_concurrency)), began=time.monotonic())
+        await asyncio.gather(*(self._read(name, client, read, tick, run) for read in reads))
+        return run.error, run.slowest
 
-        async def read(chunk: Sequence[str], batch: bool, at: float) -> None:
-            nonlocal error, slowest
-            if at:
-                await asyncio.sleep(max(0.0, began + at - time.monotonic()))
-            async with slots:
-                if error is not None:
-                    return
-                self.counters.upstream_requests += 1
-                sent = self._clock()
-                try:
-                    if batch:
-                        tasks = await client.list_by_ids(chunk)
-                    else:
-                        try:
-                            task = await client.fetch(chunk[0])
-                        except TaskNotFound:
-                            task = None
-                        tasks = [task] if task is not None else []
-                except UnsupportedAction:
-                    if name not in self._no_list:
-                        log.info("Upstream %r has no list-by-condition; polling tasks one by one", name)
-                        self._no_list.add(name)
-                    return  # read one by one from the next tick on
-                except BotError as exc:
-                    self.counters.read_failures += 1
-                    error = error or exc
-                    return
-                finally:
-                    slowest = max(slowest, self._clock() - sent)
-            self._on_answer(chunk, {task.id: task for task in tasks}, tick)
-
-        await asyncio.gather(*(read(chunk, batch, at) for chunk, batch, at in chunks))
-        return error, slowest
+    async def _read(self, name: str, client: MJClient, read: PlannedRead, tick: float, run: _ReadRun) -> None:
+        """One request of a tick's read, at its moment, unless an earlier one of the tick failed."""
+        if read.at:
+            await asyncio.sleep(max(0.0, run.began + read.at - time.monotonic()))
+        async with run.slots:
+            if run.error is not None:
+                return
+            self.counters.upstream_requests += 1
+            sent = self._clock()
+            try:
+                if read.listed:
+                    tasks = await client.list_by_ids(read.ids)
+                else:
+                    try:
+                        task = await client.fetch(read.ids[0])
+                    except TaskNotFound:
+                        task = None
+                    tasks = [task] if task is not None else []
+            except UnsupportedAction:
+                if name not in self._no_list:
+                    log.info("Upstream %r has no list-by-condition; polling tasks one by one", name)
+                    self._no_list.add(name)
+                return  # read one by one from the next tick on
+            except BotError as exc:
+                self.counters.read_failures += 1
+                run.error = run.error or exc
+                return
+            finally:
+                run.slowest = max(run.slowest, self._clock() - sent)
+        self._on_answer(read.ids, {task.id: task for task in tasks}, tick)
 
     def _note_health(self, name: str, error: BotError | None, elapsed: float, now: float, tick: float) -> None:
         """Space out reads of an upstream that fails or is slow (`elapsed`: its slowest answer this
