@@ -135,6 +135,8 @@ def setup_logging(level: str, fmt: str = "text", *, stream: TextIO | None = None
     root.setLevel(level if level in LEVELS else logging.INFO)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Python's warnings (DeprecationWarning...) go through logging too, so LOG_FORMAT=json stays JSON.
+    logging.captureWarnings(True)
     # discord.py warns at every start that voice needs PyNaCl and davey; this bot has no voice.
     import discord
 

@@ -24,6 +24,7 @@ def restore_logging() -> Iterator[None]:
     saved = (list(root.handlers), root.level)
     quiet = {name: logging.getLogger(name).level for name in ("discord.http", "discord.gateway", "httpx")}
     yield
+    logging.captureWarnings(False)  # setup_logging routes warnings to logging; pytest records its own
     root.handlers[:], root.level = saved
     for name, level in quiet.items():
         logging.getLogger(name).setLevel(level)
@@ -45,6 +46,19 @@ def test_json_logs_are_one_object_per_line_with_level_logger_and_exception(resto
     assert entries[0]["level"] == "INFO" and entries[0]["logger"] == "bot.test"
     assert entries[0]["message"] == "task 1748339100123456 accepted" and entries[0]["time"].endswith("+00:00")
     assert entries[1]["level"] == "ERROR" and "ValueError: boom" in entries[1]["exception"]
+
+
+def test_python_warnings_are_json_lines_too(restore_logging: None) -> None:
+    import warnings
+
+    out = io.StringIO()
+    logging.captureWarnings(False)  # an earlier setup_logging in this process may hold pytest's recorder
+    setup_logging("INFO", "json", stream=out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("an old way of doing it", DeprecationWarning, stacklevel=1)
+    [entry] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert entry["level"] == "WARNING" and entry["logger"] == "py.warnings" and "an old way" in entry["message"]
 
 
 def test_text_logs_stay_the_default(restore_logging: None) -> None:

@@ -43,6 +43,7 @@ def everything_at_debug(caplog: pytest.LogCaptureFixture, settings: Settings) ->
     try:
         yield
     finally:
+        logging.captureWarnings(False)
         root.handlers[:], root.level = saved
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
