@@ -1,5 +1,6 @@
-"""What the command line does besides running the bot: `check`, `invite`, `backup`, and the start-up
-checks and summary `run` shares with them. Each verdict is one line an operator can act on.
+"""What the command line does besides running the bot: `check`, `invite`, `backup`, `forget`,
+`remove-commands`, and the start-up checks and summary `run` shares with them. Each verdict is one
+line an operator can act on.
 
 Nothing here prints a secret: databases are named without their password, keys not at all.
 """
@@ -122,6 +123,8 @@ async def probe_api(settings: Settings, *, within: float = PROBE_TIMEOUT) -> Ver
     style = settings.api_auth_style
     outcome = await _try_key(settings, style, within)
     if outcome is None:
+        if not settings.api_key:
+            return Verdict("API", True, f"{host} answered without a key (MJ_API_KEY is empty)")
         return Verdict("API", True, f"{host} answered and accepted the key ({style} auth)")
     if isinstance(outcome, QuotaExhausted):
         return Verdict("API", False, f"{host} accepted the key ({style} auth) but says it has no credit left")

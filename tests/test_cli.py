@@ -281,7 +281,8 @@ async def test_remove_commands_clears_them_and_the_next_start_registers_them_aga
 
 
 def test_a_configuration_error_is_one_json_line_with_log_format_json(tmp_path: Path) -> None:
-    done = run([], tmp_path, {"MJ_API_BASE": "simulator", "LOG_FORMAT": "json"})
+    tmp_path.joinpath("empty.env").write_text("")  # not a developer's .env beside the code
+    done = run(["--env-file", "empty.env"], tmp_path, {"MJ_API_BASE": "simulator", "LOG_FORMAT": "json"})
     assert done.returncode == cli.EXIT_CONFIG
     [line] = done.stderr.splitlines()
     entry = json.loads(line)
