@@ -81,6 +81,13 @@ class TaskNotFound(UpstreamError):
     key = "error.not_found"
 
 
+class AmbiguousTask(BotError):
+    """A bare task id (an old button, a typed id) names tasks of more than one upstream: which one
+    is meant cannot be told, so none is used."""
+
+    key = "error.ambiguous_task"
+
+
 class InvalidRequest(UpstreamError):
     """Code 4: the server rejected the parameters; `detail` says which."""
 

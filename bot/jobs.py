@@ -186,7 +186,7 @@ class Jobs:
     async def attach_message(self, record: TaskRecord, message_id: int, shown: str = "") -> TaskRecord:
         """The task's message exists: remember it and start tracking."""
         record = replace(record, message_id=message_id, shown=shown)
-        await self.store.update_task(record.id, message_id=message_id, shown=shown)
+        await self.store.update_task(record.key, message_id=message_id, shown=shown)
         self.tracker.track(record)
         return record
 
@@ -214,7 +214,7 @@ class Jobs:
             delivered=False,
         )
         await self.store.update_task(
-            record.id,
+            record.key,
             status=record.status,
             prompt=prompt,
             final_prompt=prompt,

@@ -273,6 +273,16 @@ class NewApiKey:
 NEW_API_KEY_COLUMNS = tuple(f.name for f in fields(NewApiKey))
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class TaskKey:
+    """A task row's identity: the upstream that made the task and the id that upstream gave it. An id
+    is unique only on its own server: another (a guild admin's key server, a relay) may answer with
+    the same id, and must not reach the first task's row."""
+
+    upstream: str
+    id: str
+
+
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
     """A task the bot submitted, and the Discord message that shows it."""
@@ -313,6 +323,10 @@ class TaskRecord:
         values["extra"] = json.loads(values["extra"] or "{}")
         values["delivered"] = bool(values["delivered"])
         return cls(**values)
+
+    @property
+    def key(self) -> TaskKey:
+        return TaskKey(self.upstream, self.id)
 
     def column_values(self) -> list[Any]:
         """The values to store, in the order of `TASK_COLUMNS`."""

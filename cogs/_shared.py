@@ -197,14 +197,14 @@ async def submit_click(
     `retry` says how to submit the same thing again should the task get stuck (see cogs/manage.py).
     """
     bot = interaction.client
-    if not await bot.store.claim_click(parent.id, button_key, interaction.user.id, window=CLICK_WINDOW):
+    if not await bot.store.claim_click(parent.key, button_key, interaction.user.id, window=CLICK_WINDOW):
         await reply(interaction, t("click.already", locale_of(interaction)))
         return
     await interaction.response.defer()
     try:
         record, result = await submit_child(interaction, parent, submit, action=action, prompt=prompt, retry=retry)
     except BotError as error:
-        await bot.store.release_click(parent.id, button_key)
+        await bot.store.release_click(parent.key, button_key)
         await report_error(interaction, error)
         return
     if result.needs_modal:

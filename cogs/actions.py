@@ -40,7 +40,10 @@ REMIXABLE = frozenset({"VARIATION", "PAN", "REROLL"})
 
 
 async def load_finished(interaction: Interaction, task_id: str) -> TaskRecord:
-    record = await interaction.client.store.get_task(task_id)
+    # The button's message tells the task apart should two upstreams have given it the same id.
+    record = await interaction.client.store.get_task(
+        task_id, message_id=interaction.message.id if interaction.message else None
+    )
     if record is None:
         raise InputError("click.unknown_task")
     await check_click(interaction, record)
@@ -342,7 +345,9 @@ class OpenModalButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
 
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         try:
-            record = await interaction.client.store.get_task(self.task_id)
+            record = await interaction.client.store.get_task(
+                self.task_id, message_id=interaction.message.id if interaction.message else None
+            )
             if record is None:
                 raise TaskNotFound(self.task_id)
             await check_click(interaction, record)

@@ -79,7 +79,9 @@ class RedescribeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         bot = interaction.client
         try:
-            parent = await bot.store.get_task(self.task_id)
+            parent = await bot.store.get_task(
+                self.task_id, message_id=interaction.message.id if interaction.message else None
+            )
             source = parent.result_url or parent.image_url if parent else None
             if parent is None or not source:
                 raise InputError("click.unknown_task")

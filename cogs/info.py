@@ -80,7 +80,9 @@ class SeedButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         try:
             bot = interaction.client
-            record = await bot.store.get_task(self.task_id)
+            record = await bot.store.get_task(
+                self.task_id, message_id=interaction.message.id if interaction.message else None
+            )
             if record is None:
                 raise InputError("click.unknown_task")
             if record.status != SUCCESS:

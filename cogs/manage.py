@@ -31,7 +31,10 @@ CANCELLED_REASON = "bot:failure.cancelled_by_user"
 
 async def own_task(interaction: Interaction, task_id: str) -> TaskRecord:
     """The task, if the clicking user asked for it or may moderate messages here."""
-    record = await interaction.client.store.get_task(task_id)
+    # The button's message tells the task apart should two upstreams have given it the same id.
+    record = await interaction.client.store.get_task(
+        task_id, message_id=interaction.message.id if interaction.message else None
+    )
     if record is None:
         raise InputError("click.unknown_task")
     permissions = interaction.permissions
@@ -57,7 +60,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             record = await own_task(interaction, self.task_id)
             if record.status in FINAL_STATUSES or record.delivered:
                 raise InputError("manage.already_finished")
-            bot.tracker.forget(record.id)
+            bot.tracker.forget(record.key)
             await interaction.response.defer()
             cancelled_upstream = await bot.jobs.client(record.upstream).cancel(record.id)
             log.info(
@@ -65,14 +68,14 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             )
             now = time.time()
             await bot.store.update_task(
-                record.id, status=CANCEL, fail_reason=CANCELLED_REASON, finished_at=now, delivered=True
+                record.key, status=CANCEL, fail_reason=CANCELLED_REASON, finished_at=now, delivered=True
             )
-            record = await bot.store.get_task(record.id) or record
+            record = await bot.store.get_task(record.id, record.upstream) or record
             parts = render.render_task(record)
             await interaction.edit_original_response(
                 content=parts.content, embed=parts.embed, view=render.build_view(parts.buttons)
             )
-            await bot.store.update_task(record.id, shown=parts.fingerprint())
+            await bot.store.update_task(record.key, shown=parts.fingerprint())
         except Exception as error:
             await report_error(interaction, error)
 

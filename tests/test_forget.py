@@ -7,7 +7,7 @@ import dataclasses
 
 from bot import cli
 from bot.config import Settings
-from bot.models import TaskRecord
+from bot.models import TaskKey, TaskRecord
 from bot.preferences import UserPrefs
 from tests.pg import (  # noqa: F401  (fixtures)
     Backend,
@@ -27,8 +27,8 @@ async def test_forget_deletes_one_members_tasks_clicks_settings_and_usage(backen
     store = await backend.open()
     for task_id, user in (("t1", LEAVING), ("t2", LEAVING), ("t3", STAYING)):
         await store.insert_task(task(task_id, user))
-    await store.claim_click("t3", "U1", LEAVING, window=10)  # their click on someone else's grid
-    await store.claim_click("t1", "U2", STAYING, window=10)  # someone's click on their grid
+    await store.claim_click(TaskKey("default", "t3"), "U1", LEAVING, window=10)  # their click on someone else's grid
+    await store.claim_click(TaskKey("default", "t1"), "U2", STAYING, window=10)  # someone's click on their grid
     for user in (LEAVING, STAYING):
         await store.save_prefs(dataclasses.replace(UserPrefs(user_id=user), suffix="--ar 3:2"))
         await store.add_submit_slot(GUILD, user)

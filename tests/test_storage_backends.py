@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot.config import ConfigError
-from bot.models import NewApiKey, TaskRecord
+from bot.models import NewApiKey, TaskKey, TaskRecord
 from bot.preferences import UserPrefs
 from bot.storage.common import migrations
 from bot.storage.factory import open_store
@@ -37,6 +37,10 @@ def make(task_id: str, **kw: Any) -> TaskRecord:
     base: dict[str, Any] = dict(id=task_id, action="IMAGINE", user_id=11, channel_id=22, guild_id=GUILD)
     base.update(kw)
     return TaskRecord(**base)
+
+
+def task_key(task_id: str) -> TaskKey:
+    return TaskKey("default", task_id)
 
 
 def utc(text: str) -> float:
@@ -88,10 +92,10 @@ async def test_tasks_update_count_and_list(backend: Backend) -> None:
     await store.insert_many([make(f"t{i}", created_at=100.0 + i, user_id=11 if i % 2 else 12) for i in range(6)])
     await store.update_many(
         {
-            "t0": {"delivered": True, "status": "SUCCESS"},
-            "t1": {"progress": 50, "status": "IN_PROGRESS"},
-            "t2": {"delivered": True, "status": "FAILURE", "fail_reason": "banned"},
-            "t3": {},
+            task_key("t0"): {"delivered": True, "status": "SUCCESS"},
+            task_key("t1"): {"progress": 50, "status": "IN_PROGRESS"},
+            task_key("t2"): {"delivered": True, "status": "FAILURE", "fail_reason": "banned"},
+            task_key("t3"): {},
         }
     )
     assert await store.count_tasks() == 6
@@ -104,9 +108,9 @@ async def test_tasks_update_count_and_list(backend: Backend) -> None:
     t0 = await store.get_task("t0")
     assert t0 is not None and t0.delivered is True
     with pytest.raises(ValueError):
-        await store.update_many({"t1": {"lease_owner": "x"}})
+        await store.update_many({task_key("t1"): {"lease_owner": "x"}})
     with pytest.raises(ValueError):
-        await store.update_task("t1", id="other")
+        await store.update_task(task_key("t1"), id="other")
     assert await store.get_task("missing") is None
     assert await store.task_for_message(1) is None
 
@@ -138,12 +142,12 @@ async def test_replacing_a_task_forgets_its_clicks(backend: Backend) -> None:
     """SQLite's INSERT OR REPLACE deletes the old row (and, by cascade, its clicks): same on PostgreSQL."""
     store = await backend.open()
     await store.insert_task(make("t1"))
-    assert await store.claim_click("t1", "act:0", 1, window=60)
-    assert not await store.claim_click("t1", "act:0", 2, window=60)
+    assert await store.claim_click(task_key("t1"), "act:0", 1, window=60)
+    assert not await store.claim_click(task_key("t1"), "act:0", 2, window=60)
     await store.insert_task(make("t1", prompt="again"))
-    assert await store.claim_click("t1", "act:0", 2, window=60)
-    assert not await store.claim_click("t1", "act:0", 2, window=60)
-    assert await store.claim_click("t1", "act:0", 3, window=0)  # window over: claimable again
+    assert await store.claim_click(task_key("t1"), "act:0", 2, window=60)
+    assert not await store.claim_click(task_key("t1"), "act:0", 2, window=60)
+    assert await store.claim_click(task_key("t1"), "act:0", 3, window=0)  # window over: claimable again
 
 
 async def test_prefs_and_meta(backend: Backend) -> None:
@@ -302,7 +306,9 @@ async def test_concurrent_clicks_from_two_processes_claim_once(backend: Backend)
     a = await backend.open("a")
     b = await backend.open("b")
     await a.insert_task(make("t1"))
-    results = await asyncio.gather(*(s.claim_click("t1", "act:1", u, window=30) for u in range(6) for s in (a, b)))
+    results = await asyncio.gather(
+        *(s.claim_click(task_key("t1"), "act:1", u, window=30) for u in range(6) for s in (a, b))
+    )
     assert sorted(results) == [False] * 11 + [True]
 
 
@@ -313,7 +319,7 @@ async def scenario(store: Any) -> dict[str, Any]:
     """Everything a caller can read back after one fixed set of writes, timestamps left out."""
     await store.insert_task(make("t1", created_at=utc("2026-01-05 10:00:00"), buttons=(), extra={"a": [1]}))
     await store.insert_task(make("t2", created_at=utc("2026-01-05 11:00:00"), message_id=5, status="SUCCESS"))
-    await store.update_task("t2", delivered=True, progress=100, finished_at=utc("2026-01-05 11:01:00"))
+    await store.update_task(task_key("t2"), delivered=True, progress=100, finished_at=utc("2026-01-05 11:01:00"))
     await store.claim_tasks(1)
     key = await add_key(store, "k1")
     await store.bump_api_key_failure(key, "refused")
@@ -340,7 +346,11 @@ async def scenario(store: Any) -> dict[str, Any]:
         "counts": (await store.count_tasks(), await store.count_guild_tasks(GUILD, running=True)),
         "last": await store.last_task_time(GUILD, 11),
         "version": await store.schema_version(),
-        "leases": (await store.renew_leases(), await store.hold_leases(["t1", "t2"]), await store.release_leases()),
+        "leases": (
+            await store.renew_leases(),
+            await store.hold_leases([task_key("t1"), task_key("t2")]),
+            await store.release_leases(),
+        ),
     }
 
 
@@ -480,7 +490,7 @@ async def test_many_processes_claim_disjoint_tasks(postgres_server: PostgresServ
         assert len(claimed) == len(set(claimed)) == 300
         assert all(batch == sorted(batch, key=lambda r: r.created_at) for batch in batches)
         held = [await s.renew_leases() for s in stores]
-        assert sum(len(h) for h in held) == 300 and set().union(*held) == set(claimed)
+        assert sum(len(h) for h in held) == 300 and {k.id for k in set().union(*held)} == set(claimed)
     finally:
         for store in stores:
             await store.close()
@@ -500,7 +510,7 @@ async def test_a_lost_connection_is_retried(postgres_server: PostgresServer) -> 
             f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' "
             "AND pid <> pg_backend_pid()"
         )
-        await store.update_task("t1", status="SUCCESS")  # the pooled connection is dead: retried on a new one
+        await store.update_task(task_key("t1"), status="SUCCESS")  # the pooled connection is dead: retried on a new one
         loaded = await store.get_task("t1")
         assert loaded is not None and loaded.status == "SUCCESS"
     finally:

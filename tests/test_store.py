@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.models import MJButton, TaskRecord
+from bot.models import MJButton, TaskKey, TaskRecord
 from bot.storage.sqlite import Store
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 
@@ -45,7 +45,7 @@ async def test_in_flight_lists_only_undelivered_oldest_first(store: Any) -> None
     await store.insert_task(make("1", created_at=100.0))
     await store.insert_task(make("3", created_at=50.0, delivered=True))
     assert [r.id for r in await store.in_flight()] == ["1", "2"]
-    await store.update_task("1", delivered=True, status="SUCCESS", progress=100)
+    await store.update_task(TaskKey("default", "1"), delivered=True, status="SUCCESS", progress=100)
     assert [r.id for r in await store.in_flight()] == ["2"]
     done = await store.get_task("1")
     assert done is not None and done.status == "SUCCESS" and done.progress == 100
@@ -54,7 +54,7 @@ async def test_in_flight_lists_only_undelivered_oldest_first(store: Any) -> None
 async def test_update_refuses_unknown_columns(store: Any) -> None:
     await store.insert_task(make())
     with pytest.raises(ValueError):
-        await store.update_task("1748339100123456", nope=1)
+        await store.update_task(TaskKey("default", "1748339100123456"), nope=1)
 
 
 async def test_data_survives_reopening(backend: Backend) -> None:
@@ -81,11 +81,11 @@ async def test_sqlite_creates_the_database_folder(tmp_path: Path) -> None:
 async def test_concurrent_clicks_claim_once(store: Any) -> None:
     await store.insert_task(make())
     results = await asyncio.gather(
-        *(store.claim_click("1748339100123456", "act:0", user, window=10) for user in (1, 2, 3))
+        *(store.claim_click(TaskKey("default", "1748339100123456"), "act:0", user, window=10) for user in (1, 2, 3))
     )
     assert sorted(results) == [False, False, True]
-    await store.release_click("1748339100123456", "act:0")
-    assert await store.claim_click("1748339100123456", "act:0", 1, window=10)
+    await store.release_click(TaskKey("default", "1748339100123456"), "act:0")
+    assert await store.claim_click(TaskKey("default", "1748339100123456"), "act:0", 1, window=10)
 
 
 async def test_a_new_database_file_and_its_wal_and_shm_are_private(

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.models import TaskRecord
+from bot.models import TaskKey, TaskRecord
 from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401
 from tests.test_storage_backends import add_key
 
@@ -25,6 +25,10 @@ async def lease_of(backend: Backend, task_id: str) -> tuple[str | None, float | 
 async def expire_all(backend: Backend) -> None:
     """Every lease ran out (as if its process died a while ago)."""
     await backend.sql("UPDATE tasks SET lease_expires = ? WHERE lease_owner IS NOT NULL", time.time() - 1)
+
+
+def key(task_id: str) -> TaskKey:
+    return TaskKey("default", task_id)
 
 
 def make(task_id: str, created_at: float, **kw: Any) -> TaskRecord:
@@ -107,9 +111,9 @@ async def test_an_expired_lease_is_taken_over(backend: Backend) -> None:
     taken = await b.claim_tasks(2)
     assert [r.id for r in taken] == ids[:2]
     # a learns it lost them: renew keeps only the one it still holds, and the fence refuses the others.
-    assert await a.renew_leases() == {ids[2]}
-    assert await a.hold_leases(ids) == {ids[2]}
-    assert await b.hold_leases(ids) == set(ids[:2])
+    assert await a.renew_leases() == {key(ids[2])}
+    assert await a.hold_leases([key(i) for i in ids]) == {key(ids[2])}
+    assert await b.hold_leases([key(i) for i in ids]) == {key(i) for i in ids[:2]}
 
 
 async def test_short_leases_run_out_by_themselves(backend: Backend) -> None:
@@ -139,15 +143,15 @@ async def test_renew_extends_only_our_undelivered_leases(backend: Backend) -> No
     ids = await free_tasks(a, 3)
     await a.claim_tasks(2)
     await b.claim_tasks(1)
-    await a.update_task(ids[1], delivered=True)
+    await a.update_task(key(ids[1]), delivered=True)
     before = {i: (await lease_of(backend, i))[1] for i in ids}
     a.lease_seconds = 60.0
-    assert await a.renew_leases() == {ids[0]}
+    assert await a.renew_leases() == {key(ids[0])}
     after = {i: (await lease_of(backend, i))[1] for i in ids}
     assert after[ids[0]] > before[ids[0]] + 50  # type: ignore[operator]
     assert after[ids[1]] == before[ids[1]]  # delivered: left alone
     assert after[ids[2]] == before[ids[2]]  # b's
-    assert await b.renew_leases() == {ids[2]}
+    assert await b.renew_leases() == {key(ids[2])}
 
 
 async def test_hold_leases_leaves_out_delivered_missing_and_others(backend: Backend) -> None:
@@ -155,19 +159,20 @@ async def test_hold_leases_leaves_out_delivered_missing_and_others(backend: Back
     b = await backend.open("b")
     await a.insert_task(make("t1", 1.0))
     await a.insert_task(make("t2", 2.0))
-    assert await a.hold_leases(["t1", "t2", "t1"]) == {"t1", "t2"}
-    assert await b.hold_leases(["t1"]) == set()
-    assert await a.hold_leases(["missing", "t2"]) == {"t2"}
+    assert await a.hold_leases([key("t1"), key("t2"), key("t1")]) == {key("t1"), key("t2")}
+    assert await b.hold_leases([key("t1")]) == set()
+    assert await a.hold_leases([key("missing"), key("t2")]) == {key("t2")}
+    assert await a.hold_leases([TaskKey("key:1", "t2")]) == set()  # the same id on another upstream
     assert await a.hold_leases([]) == set()
-    await a.update_task("t1", delivered=True)
-    assert await a.hold_leases(["t1", "t2"]) == {"t2"}
+    await a.update_task(key("t1"), delivered=True)
+    assert await a.hold_leases([key("t1"), key("t2")]) == {key("t2")}
 
 
 async def test_hold_leases_binds_more_ids_than_one_statement_takes(backend: Backend) -> None:
     a = await backend.open("a")
     ids = await free_tasks(a, 1200)
     assert len(await a.claim_tasks(2000)) == 1200
-    assert await a.hold_leases([*ids, "missing"]) == set(ids)
+    assert await a.hold_leases([*map(key, ids), key("missing")]) == set(map(key, ids))
 
 
 async def test_release_lets_others_take_over_at_once(backend: Backend) -> None:

@@ -21,7 +21,7 @@ import pytest
 from bot import render
 from bot.config import Settings
 from bot.errors import QueueFull, TransientError
-from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask, TaskRecord
+from bot.models import FAILURE, IN_PROGRESS, NOT_START, MJTask, TaskKey, TaskRecord
 from bot.net.fetcher import Fetcher
 from bot.storage.sqlite import Store
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
@@ -512,7 +512,7 @@ async def test_forgetting_a_task_drops_its_write_waiting_for_a_retry(store: Stor
             break
         await asyncio.sleep(0.01)
     assert refused == [rec.message_id] and tracker.pending_writes == 1
-    tracker.forget(rec.id)
+    tracker.forget(rec.key)
     assert tracker.pending_writes == 0 and tracker.active_ids == []
     await asyncio.sleep(0.3)  # several retry delays: the retry was dropped with the task
     assert refused == [rec.message_id]
@@ -655,11 +655,11 @@ async def test_a_result_does_not_wait_behind_its_channels_progress_edit(store: S
 class CountingStore(Store):
     """The real store, counting lease fences (how many round trips the results cost)."""
 
-    fences: list[list[str]]
+    fences: list[list[TaskKey]]
 
-    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]:
-        self.fences.append(list(task_ids))
-        return await super().hold_leases(task_ids)
+    async def hold_leases(self, keys: Sequence[TaskKey]) -> set[TaskKey]:
+        self.fences.append(list(keys))
+        return await super().hold_leases(keys)
 
 
 class SlowSavingStore(Store):
@@ -709,7 +709,7 @@ async def test_results_fence_their_leases_in_one_round_trip_or_none(
         assert await store.count_tasks(delivered=False) == 0
         assert len(store.fences) == round_trips
         fenced = sorted(itertools.chain.from_iterable(store.fences))
-        assert fenced == (sorted(r.id for r in recs) if round_trips else [])
+        assert fenced == (sorted(r.key for r in recs) if round_trips else [])
     finally:
         await store.close()
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from importlib import resources
 from typing import Any
 
+from bot.errors import AmbiguousTask
 from bot.models import TASK_COLUMNS, TaskRecord, task_column_value
 from bot.preferences import PREFS_COLUMNS, prefs_column_value
 
@@ -55,6 +56,18 @@ def insert_rows(records: Iterable[TaskRecord], now: float, owner: str, expires: 
     return [
         [*replace(r, created_at=r.created_at or now, updated_at=now).column_values(), owner, expires] for r in records
     ]
+
+
+def only_task(records: list[TaskRecord], task_id: str, message_id: int | None) -> TaskRecord | None:
+    """The one task a bare id names: the only row with it, or among several (one per upstream) the
+    one shown by `message_id` (a button lives on its task's message). AmbiguousTask otherwise: a
+    server that answers with another task's id must not make a click act on the wrong task."""
+    if len(records) <= 1:
+        return records[0] if records else None
+    shown = [r for r in records if message_id is not None and r.message_id == message_id]
+    if len(shown) == 1:
+        return shown[0]
+    raise AmbiguousTask(task_id)
 
 
 def task_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from bot.models import TaskRecord
+from bot.models import TaskKey, TaskRecord
 from bot.storage.protocols import LeaseStore
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tasks import TrackedTask, TrackedTasks
@@ -42,7 +42,7 @@ class Leases:
         settings: TrackerSettings,
         *,
         clock: Callable[[], float],
-        forget: Callable[[str], None],
+        forget: Callable[[TaskKey], None],
         on_taken_over: Callable[[], None],
     ) -> None:
         self._store = store
@@ -52,7 +52,7 @@ class Leases:
         self._forget = forget
         self._on_taken_over = on_taken_over
         self._delivered: dict[str, float] = {}  # recently delivered task ids (clock time)
-        self._fence_next: tuple[set[str], asyncio.Future[set[str]]] | None = None  # ids for the next fence
+        self._fence_next: tuple[set[TaskKey], asyncio.Future[set[TaskKey]]] | None = None  # for the next fence
         self._fencer: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
 
@@ -117,14 +117,14 @@ class Leases:
             del self._delivered[task_id]
         asked = time.monotonic()
         held = await self._store.renew_leases()
-        for task_id in held:
-            task = self._tasks.get(task_id)
+        for key in held:
+            task = self._task(key)
             if task is not None:
                 task.lease_confirmed = asked
-        lost = [task_id for task_id in self._tasks if task_id not in held]
-        for task_id in lost:
-            log.warning("Task %s is tracked by another process now; letting it go", task_id)
-            self._forget(task_id)
+        lost = [task.record.key for task in self._tasks.values() if task.record.key not in held]
+        for key in lost:
+            log.warning("Task %s is tracked by another process now; letting it go", key.id)
+            self._forget(key)
         taken = 0
         room = await self._fair_share_room()
         while room > 0:
@@ -146,46 +146,51 @@ class Leases:
         in_flight, others = await self._store.lease_census()
         return -(-in_flight // (others + 1)) - len(self._tasks)
 
-    async def still_ours(self, task_id: str) -> bool:
+    def _task(self, key: TaskKey) -> TrackedTask | None:
+        """The tracked task of this row (tasks are tracked by id: one upstream's at a time)."""
+        task = self._tasks.get(key.id)
+        return task if task is not None and task.record.upstream == key.upstream else None
+
+    async def still_ours(self, key: TaskKey) -> bool:
         """Fence before a final post: only the process holding a task's lease delivers it.
 
         A lease confirmed less than half a lease ago (claimed, renewed or fenced) cannot have been
         taken over yet: no database round trip. Otherwise the task joins the next fence, one
         transaction for every result waiting (`_fence`)."""
-        task = self._tasks.get(task_id)
+        task = self._task(key)
         confirmed = task.lease_confirmed if task is not None else None
         if confirmed is not None and time.monotonic() - confirmed < self._store.lease_seconds / 2:
             return True
         if self._fence_next is None:
             self._fence_next = (set(), asyncio.get_running_loop().create_future())
-        ids, answer = self._fence_next
-        ids.add(task_id)
+        keys, answer = self._fence_next
+        keys.add(key)
         if self._fencer is None or self._fencer.done():
             self._fencer = asyncio.create_task(self._fence(), name="mj-tracker-fence")
-        held = task_id in await asyncio.shield(answer)
+        held = key in await asyncio.shield(answer)
         if not held:
-            log.warning("Task %s is held by another process; it delivers the result", task_id)
-            self._forget(task_id)
+            log.warning("Task %s is held by another process; it delivers the result", key.id)
+            self._forget(key)
         return held
 
     async def _fence(self) -> None:
         """Confirm the leases of the results waiting to be posted, a batch per round trip. When the
         database cannot answer, deliver anyway: one process alone must not stall on a busy disk."""
         while self._fence_next is not None:
-            ids, answer = self._fence_next
+            keys, answer = self._fence_next
             self._fence_next = None
             asked = time.monotonic()
             try:
-                held = await self._store.hold_leases(sorted(ids))
+                held = await self._store.hold_leases(sorted(keys))
             except asyncio.CancelledError:
                 answer.cancel()
                 raise
             except Exception as exc:
-                log.warning("Could not confirm the leases of %d task(s) (%s); delivering anyway", len(ids), exc)
-                held = ids
+                log.warning("Could not confirm the leases of %d task(s) (%s); delivering anyway", len(keys), exc)
+                held = keys
             else:
-                for task_id in held:
-                    task = self._tasks.get(task_id)
+                for key in held:
+                    task = self._task(key)
                     if task is not None:
                         task.lease_confirmed = asked
             answer.set_result(held)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 async def parent_reference(store: TaskStore, record: TaskRecord) -> discord.MessageReference | None:
     """Reply to the parent task's message (not to the clicked one, which may be ephemeral)."""
-    parent = await store.get_task(record.parent_id) if record.parent_id else None
+    # A task made from another (a click) stays on its parent's upstream.
+    parent = await store.get_task(record.parent_id, record.upstream) if record.parent_id else None
     if parent is None or parent.message_id is None:
         return None
     return discord.MessageReference(

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.models import TaskRecord
+from bot.models import TaskKey, TaskRecord
 from bot.storage.protocols import TaskStore
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ class PendingSaves:
     def __init__(self, store: TaskStore, *, retry_base: float) -> None:
         self._store = store
         self._retry_base = retry_base  # seconds before the first retry of a failed batch (doubling)
-        self._unsaved: dict[str, dict[str, Any]] = {}
-        self._finished: dict[str, dict[str, Any]] = {}  # rows of delivered tasks: saved first
+        self._unsaved: dict[TaskKey, dict[str, Any]] = {}
+        self._finished: dict[TaskKey, dict[str, Any]] = {}  # rows of delivered tasks: saved first
         self._saver: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -51,18 +51,18 @@ class PendingSaves:
         """Remember the columns that changed, for the next save. True if any did."""
         changes = {name: getattr(new, name) for name in TRACKED_COLUMNS if getattr(new, name) != getattr(old, name)}
         if changes:
-            self._unsaved.setdefault(new.id, {}).update(changes)
+            self._unsaved.setdefault(new.key, {}).update(changes)
         return bool(changes)
 
-    def drop(self, task_id: str) -> None:
+    def drop(self, key: TaskKey) -> None:
         """A task let go of: what it noted is no longer ours to store."""
-        self._unsaved.pop(task_id, None)
+        self._unsaved.pop(key, None)
 
-    def finished(self, task_id: str) -> None:
+    def finished(self, key: TaskKey) -> None:
         """The sooner `delivered` is stored, the smaller the window in which a crash posts twice:
         finished rows jump ahead of the poll batches (never waited for here: a locked or full
         database must not hold up Discord writes)."""
-        self._finished[task_id] = self._unsaved.pop(task_id, {})
+        self._finished[key] = self._unsaved.pop(key, {})
         self.save_soon()
 
     def save_soon(self) -> None:
@@ -94,8 +94,8 @@ class PendingSaves:
                 await self._store.update_many(batch)
                 failures = 0
             except Exception as exc:
-                for task_id, changes in batch.items():
-                    source[task_id] = {**changes, **source.get(task_id, {})}
+                for key, changes in batch.items():
+                    source[key] = {**changes, **source.get(key, {})}
                 failures += 1
                 delay = min(30.0, self._retry_base * 2**failures)
                 log.warning("Saving %d task update(s) failed (%s); will try again in %.1f s", len(batch), exc, delay)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
-from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, TaskRecord, result_extra
+from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, TaskKey, TaskRecord, result_extra
 from bot.storage.protocols import TrackingStore
 from bot.tracking.leases import Leases
 from bot.tracking.saving import PendingSaves
@@ -176,18 +176,30 @@ class Tracker:
         """Track a task from now on (just submitted, or its first post failed)."""
         fresh = TrackedTask.starting(record, self._clock())
         earlier = self._tasks.get(record.id)
+        if earlier is not None and earlier.record.upstream != record.upstream:
+            # Tasks are tracked by id: the first one keeps it. Another server answering with a tracked
+            # task's id gets its own row, never that task's tracking, messages or writes.
+            log.warning(
+                "Task %s of %s has the id of a task tracked for another upstream: not tracked",
+                record.id,
+                record.upstream,
+            )
+            return
         if earlier is not None:  # tracked already: its lease and a waiting retry stay as they were
             fresh.lease_confirmed, fresh.retry = earlier.lease_confirmed, earlier.retry
         self._tasks[record.id] = fresh
         self._wake.set()
 
-    def forget(self, task_id: str) -> None:
+    def forget(self, key: TaskKey) -> None:
         """Stop tracking a task (cancelled, or another process holds it): nothing of it is written."""
-        task = self._tasks.pop(task_id, None)
+        task = self._tasks.get(key.id)
+        if task is not None and task.record.upstream != key.upstream:
+            return  # the task tracked under this id is another upstream's
+        self._tasks.pop(key.id, None)
         if task is not None:
             task.cancel_retry()
-        self._saves.drop(task_id)
-        self._writer.discard(task_id)
+        self._saves.drop(key)
+        self._writer.discard(key.id)
 
     def _finish(self, old: TaskRecord, new: TaskRecord) -> None:
         """The task needs nothing more from Discord: store that now and stop tracking it."""
@@ -198,7 +210,7 @@ class Tracker:
         if task is not None:
             task.cancel_retry()
         self._writer.discard(new.id)
-        self._saves.finished(new.id)
+        self._saves.finished(new.key)
 
     @property
     def active_ids(self) -> list[str]:

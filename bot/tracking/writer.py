@@ -28,7 +28,7 @@ from discord.utils import MISSING
 from bot import render
 from bot.errors import BotError, DownloadRefused, DownloadTooLarge, NotMedia
 from bot.images import Media
-from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, TaskRecord
+from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, TaskKey, TaskRecord
 from bot.net.fetcher import Fetcher
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.saving import PendingSaves
@@ -61,7 +61,7 @@ class DiscordWriter:
         counters: TrackerCounters,
         *,
         clock: Callable[[], float],
-        still_ours: Callable[[str], Awaitable[bool]],
+        still_ours: Callable[[TaskKey], Awaitable[bool]],
         finish: Finisher,
     ) -> None:
         self._client = client
@@ -192,7 +192,7 @@ class DiscordWriter:
                 # of the shared download slots the other upstreams' results need.
                 async with self._fetcher.slot(record.upstream), self._downloads:
                     go, data = await self._fetch_result(record)
-                    if not go or not await self._still_ours(record.id):
+                    if not go or not await self._still_ours(record.key):
                         return False
                     async with self._slots.hold(urgent=True):
                         if self._global is not None:

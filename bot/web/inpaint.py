@@ -270,14 +270,14 @@ async def claim_link(jobs: Jobs, parent: TaskRecord, link: InpaintLink, link_key
     """Take the link's one submit before any work is done for it (reading the picture, drawing the
     mask), so replaying one link costs the host nothing. The claim's name, for `release_link`."""
     claim = f"region:{link_key}"
-    if not await jobs.store.claim_click(parent.id, claim, link.user_id, window=LINK_TTL + 60):
+    if not await jobs.store.claim_click(parent.key, claim, link.user_id, window=LINK_TTL + 60):
         raise InputError("web.already_submitted")
     return claim
 
 
 async def release_link(jobs: Jobs, parent: TaskRecord, claim: str) -> None:
     """Nothing was charged (a bad selection, a refused submit): the link may be used again."""
-    await jobs.store.release_click(parent.id, claim)
+    await jobs.store.release_click(parent.key, claim)
 
 
 async def submit_region(

@@ -262,7 +262,7 @@ async def test_a_task_finishing_after_twenty_minutes_lands_through_the_bot_token
     row = await bot.store.get_task(task_id)
     assert row is not None
     aged = replace(row, created_at=row.created_at - 20 * 60)
-    await bot.store.update_task(task_id, created_at=aged.created_at)
+    await bot.store.update_task(aged.key, created_at=aged.created_at)
     bot.tracker.track(aged)
     mj.release(task_id)
     done = await finished(discord_fake, message)

@@ -16,7 +16,7 @@ from aiohttp import web
 from PIL import Image
 
 from bot.bot import MJBot
-from bot.models import FAILURE
+from bot.models import FAILURE, TaskKey
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
 from tests.e2e.test_admin import FERNET, add_key, admin
@@ -162,7 +162,9 @@ async def test_show_does_not_fetch_a_stored_link_to_a_private_address(
     # The Discord copy is gone, and the server now says its picture lives on the bot's machine.
     row = await bot.store.get_task(task_id)
     assert row is not None
-    await bot.store.update_task(task_id, result_url=f"{internal.base}/a.png", image_url=f"{internal.base}/b.png")
+    await bot.store.update_task(
+        TaskKey("default", task_id), result_url=f"{internal.base}/a.png", image_url=f"{internal.base}/b.png"
+    )
     mj.image_base = f"{internal.base}/c"
     handle = await discord_fake.slash(
         "show", user=discord_fake.member, channel=discord_fake.channel, options={"task_id": task_id}

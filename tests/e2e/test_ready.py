@@ -23,6 +23,7 @@ from PIL import Image
 
 from bot.__main__ import GracefulExit
 from bot.bot import MJBot
+from bot.models import TaskKey
 from bot.upstream.simulator import SimulatedProxy
 from bot.web import inpaint
 from bot.web.inpaint import LinkSigner
@@ -425,7 +426,7 @@ async def test_editor_asks_discord_for_a_fresh_image_link_when_the_stored_ones_e
     await discord_fake.wait_for(lambda: upscale_id not in bot.tracker.active_ids)
     await bot.tracker.flush()
     expired = f"{discord_fake.base_url}/attachments/1/2/expired.png"  # what a day-old signed link does
-    await bot.store.update_task(upscale_id, result_url=expired, image_url=expired)
+    await bot.store.update_task(TaskKey("default", upscale_id), result_url=expired, image_url=expired)
     _, url = await editor_link(discord_fake, upscale)
     async with http() as session, session.get(url + "/image") as picture:
         assert picture.status == 200 and png_size(await picture.read()) == (512, 512)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from bot.models import TaskRecord
+from bot.models import TaskKey, TaskRecord
 from bot.storage.postgres.base import PostgresBase, affected
 
 
@@ -19,12 +19,13 @@ class PostgresLeases(PostgresBase):
         now = time.time()
         own = " OR lease_owner = $1" if include_own else ""
         sql = (
-            "UPDATE tasks SET lease_owner = $1, lease_expires = $2 WHERE id IN (SELECT id FROM tasks "
-            f"WHERE delivered = 0 AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < $3{own}) "
-            'ORDER BY created_at, id COLLATE "C" LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *'
+            "UPDATE tasks SET lease_owner = $1, lease_expires = $2 WHERE (upstream, id) IN "
+            "(SELECT upstream, id FROM tasks WHERE delivered = 0 AND (lease_owner IS NULL OR lease_expires IS NULL "
+            f"OR lease_expires < $3{own}) "
+            'ORDER BY created_at, id COLLATE "C", upstream COLLATE "C" LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *'
         )
         rows = await self._write_fetch(sql, self.owner, now + self.lease_seconds, now, limit)
-        return sorted((TaskRecord.from_row(row) for row in rows), key=lambda r: (r.created_at, r.id))
+        return sorted((TaskRecord.from_row(row) for row in rows), key=lambda r: (r.created_at, r.id, r.upstream))
 
     async def lease_census(self) -> tuple[int, int]:
         """(undelivered tasks, other owners holding a live lease on one)."""
@@ -36,27 +37,29 @@ class PostgresLeases(PostgresBase):
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    async def renew_leases(self) -> set[str]:
-        """Extend every lease this owner holds on an undelivered task; the ids it still holds."""
+    async def renew_leases(self) -> set[TaskKey]:
+        """Extend every lease this owner holds on an undelivered task; the tasks it still holds."""
         sql = (
-            "UPDATE tasks SET lease_expires = $1 WHERE id IN (SELECT id FROM tasks WHERE lease_owner = $2 "
-            "AND delivered = 0 ORDER BY id FOR UPDATE) RETURNING id"
+            "UPDATE tasks SET lease_expires = $1 WHERE (upstream, id) IN (SELECT upstream, id FROM tasks "
+            "WHERE lease_owner = $2 AND delivered = 0 ORDER BY upstream, id FOR UPDATE) RETURNING upstream, id"
         )
         rows = await self._write_fetch(sql, time.time() + self.lease_seconds, self.owner)
-        return {str(row[0]) for row in rows}
+        return {TaskKey(str(row[0]), str(row[1])) for row in rows}
 
-    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]:
-        """Extend the leases of these tasks that this owner still holds undelivered; the ids held
-        (the fence before posting results; rows locked in id order, as renew_leases does)."""
-        ids = sorted(set(task_ids))
-        if not ids:
+    async def hold_leases(self, keys: Sequence[TaskKey]) -> set[TaskKey]:
+        """Extend the leases of these tasks that this owner still holds undelivered; the tasks held
+        (the fence before posting results; rows locked in (upstream, id) order, as renew_leases does)."""
+        wanted = sorted(set(keys))
+        if not wanted:
             return set()
         sql = (
-            "UPDATE tasks SET lease_expires = $1 WHERE id IN (SELECT id FROM tasks WHERE id = ANY($2::text[]) "
-            "AND lease_owner = $3 AND delivered = 0 ORDER BY id FOR UPDATE) RETURNING id"
+            "UPDATE tasks SET lease_expires = $1 WHERE (upstream, id) IN (SELECT upstream, id FROM tasks "
+            "WHERE (upstream, id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
+            "AND lease_owner = $4 AND delivered = 0 ORDER BY upstream, id FOR UPDATE) RETURNING upstream, id"
         )
-        rows = await self._write_fetch(sql, time.time() + self.lease_seconds, ids, self.owner)
-        return {str(row[0]) for row in rows}
+        upstreams, ids = [k.upstream for k in wanted], [k.id for k in wanted]
+        rows = await self._write_fetch(sql, time.time() + self.lease_seconds, upstreams, ids, self.owner)
+        return {TaskKey(str(row[0]), str(row[1])) for row in rows}
 
     async def release_leases(self) -> int:
         """Give up this owner's leases on undelivered tasks (clean shutdown: others take over at once)."""

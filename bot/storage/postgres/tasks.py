@@ -9,14 +9,18 @@ from typing import Any
 
 import asyncpg
 
-from bot.models import TaskRecord
-from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, task_changes
+from bot.models import TaskKey, TaskRecord
+from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, only_task, task_changes
 from bot.storage.postgres.base import PostgresBase, assignments, placeholders
 
 _INSERT = (
     f"INSERT INTO tasks ({', '.join(TASK_INSERT_COLUMNS)}) VALUES ({placeholders(len(TASK_INSERT_COLUMNS))}) "
-    f"ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in TASK_INSERT_COLUMNS if c != 'id')}"
+    "ON CONFLICT (upstream, id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in TASK_INSERT_COLUMNS if c not in ("upstream", "id"))
 )
+#: Rows named by two arrays (upstreams, ids), for `(upstream, id) IN (...)`.
+_KEYS = "SELECT * FROM unnest($1::text[], $2::text[])"
+_UPSTREAM = TASK_INSERT_COLUMNS.index("upstream")
 
 
 class PostgresTasks(PostgresBase):
@@ -25,10 +29,10 @@ class PostgresTasks(PostgresBase):
         do the same, then upsert (safe against another process inserting the same id at once)."""
         if not rows:
             return
-        ids = [row[0] for row in rows]
+        upstreams, ids = [row[_UPSTREAM] for row in rows], [row[0] for row in rows]
 
         async def work(conn: asyncpg.Connection) -> None:
-            await conn.execute("DELETE FROM clicks WHERE task_id = ANY($1::text[])", ids)
+            await conn.execute(f"DELETE FROM clicks WHERE (upstream, task_id) IN ({_KEYS})", upstreams, ids)
             await conn.executemany(_INSERT, rows)
 
         await self._run(work, write=True)
@@ -44,9 +48,16 @@ class PostgresTasks(PostgresBase):
         now = time.time()
         await self._replace_tasks(insert_rows(records, now, self.owner, now + self.lease_seconds))
 
-    async def get_task(self, task_id: str) -> TaskRecord | None:
-        row = await self._fetchrow("SELECT * FROM tasks WHERE id = $1", task_id)
-        return TaskRecord.from_row(row) if row else None
+    async def get_task(
+        self, task_id: str, upstream: str | None = None, *, message_id: int | None = None
+    ) -> TaskRecord | None:
+        """The task `upstream` gave this id; without `upstream` (an old button, a typed id), the only
+        task with this id, or the one `message_id` shows (AmbiguousTask when that does not decide)."""
+        if upstream is not None:
+            row = await self._fetchrow("SELECT * FROM tasks WHERE upstream = $1 AND id = $2", upstream, task_id)
+            return TaskRecord.from_row(row) if row else None
+        rows = await self._fetch("SELECT * FROM tasks WHERE id = $1 ORDER BY created_at, upstream", task_id)
+        return only_task([TaskRecord.from_row(row) for row in rows], task_id, message_id)
 
     async def task_for_message(self, message_id: int) -> TaskRecord | None:
         row = await self._fetchrow(
@@ -54,33 +65,38 @@ class PostgresTasks(PostgresBase):
         )
         return TaskRecord.from_row(row) if row else None
 
-    async def update_task(self, task_id: str, **changes: Any) -> None:
-        """Write only the named columns; unknown names are a programming error."""
+    async def update_task(self, key: TaskKey, **changes: Any) -> None:
+        """Write only the named columns of that one row; unknown names are a programming error."""
         if not changes:
             return
         names, values = task_changes(changes)
-        sql = f"UPDATE tasks SET {assignments((*names, 'updated_at'))} WHERE id = ${len(names) + 2}"
-        await self._execute(sql, *values, time.time(), task_id)
+        where = f"upstream = ${len(names) + 2} AND id = ${len(names) + 3}"
+        sql = f"UPDATE tasks SET {assignments((*names, 'updated_at'))} WHERE {where}"
+        await self._execute(sql, *values, time.time(), key.upstream, key.id)
 
-    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
-        """`update_task` for many tasks ({task id: {column: value}}) in one transaction."""
+    async def update_many(self, changes: Mapping[TaskKey, Mapping[str, Any]]) -> None:
+        """`update_task` for many tasks ({key: {column: value}}) in one transaction."""
         groups: dict[tuple[str, ...], list[list[Any]]] = {}
         now = time.time()
-        for task_id, columns in changes.items():
+        for key, columns in changes.items():
             if columns:
                 names, values = task_changes(columns)
-                groups.setdefault(names, []).append([*values, now, task_id])
+                groups.setdefault(names, []).append([*values, now, key.upstream, key.id])
         if not groups:
             return
-        ids = sorted({str(task_id) for task_id, columns in changes.items() if columns})
+        keys = sorted(key for key, columns in changes.items() if columns)
 
         async def work(conn: asyncpg.Connection) -> None:
-            # Lock the rows in one order (by id) first, as renew_leases does: two transactions of one
-            # process (the tracker's save and its lease renewal) must never wait on each other in a cycle.
-            await conn.execute("SELECT 1 FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
+            # Lock the rows in one order (upstream, id) first, as renew_leases does: two transactions of
+            # one process (the tracker's save and its lease renewal) must never wait on each other in a cycle.
+            await conn.execute(
+                f"SELECT 1 FROM tasks WHERE (upstream, id) IN ({_KEYS}) ORDER BY upstream, id FOR UPDATE",
+                [k.upstream for k in keys],
+                [k.id for k in keys],
+            )
             for names, rows in groups.items():
-                sql = f"UPDATE tasks SET {assignments((*names, 'updated_at'))} WHERE id = ${len(names) + 2}"
-                await conn.executemany(sql, rows)
+                where = f"upstream = ${len(names) + 2} AND id = ${len(names) + 3}"
+                await conn.executemany(f"UPDATE tasks SET {assignments((*names, 'updated_at'))} WHERE {where}", rows)
 
         await self._run(work, write=True)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
+from bot.models import TaskKey
 from bot.storage.sqlite.base import SqliteBase
 
 
 class SqliteClicks(SqliteBase):
-    async def claim_click(self, task_id: str, button: str, user_id: int, *, window: float) -> bool:
+    async def claim_click(self, task: TaskKey, button: str, user_id: int, *, window: float) -> bool:
         """True if this click may submit; False if the same button was submitted within `window` s.
 
         One upsert statement, so two clicks racing (even from two processes) cannot both win.
@@ -17,10 +18,11 @@ class SqliteClicks(SqliteBase):
 
         async def claim() -> bool:
             cursor = await self._db.execute(
-                "INSERT INTO clicks (task_id, button, user_id, child_id, created_at) VALUES (?, ?, ?, NULL, ?) "
-                "ON CONFLICT (task_id, button) DO UPDATE SET user_id = excluded.user_id, "
-                "child_id = NULL, created_at = excluded.created_at WHERE clicks.created_at < ?",
-                (task_id, button, user_id, now, now - window),
+                "INSERT INTO clicks (upstream, task_id, button, user_id, child_id, created_at) "
+                "VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT (upstream, task_id, button) DO UPDATE SET "
+                "user_id = excluded.user_id, child_id = NULL, created_at = excluded.created_at "
+                "WHERE clicks.created_at < ?",
+                (task.upstream, task.id, button, user_id, now, now - window),
             )
             claimed = cursor.rowcount == 1
             await cursor.close()
@@ -28,8 +30,7 @@ class SqliteClicks(SqliteBase):
 
         return await self._write(claim)
 
-    async def release_click(self, task_id: str, button: str) -> None:
+    async def release_click(self, task: TaskKey, button: str) -> None:
         """The claimed submit failed before anything was charged: let the user try again."""
-        await self._write(
-            lambda: self._db.execute("DELETE FROM clicks WHERE task_id = ? AND button = ?", (task_id, button))
-        )
+        sql = "DELETE FROM clicks WHERE upstream = ? AND task_id = ? AND button = ?"
+        await self._write(lambda: self._db.execute(sql, (task.upstream, task.id, button)))

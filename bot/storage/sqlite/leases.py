@@ -6,10 +6,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bot.models import TaskRecord
+from bot.models import TaskKey, TaskRecord
 from bot.storage.sqlite.base import SqliteBase
 
-#: Ids bound in one `IN (...)`: well under SQLite's limit of host parameters per statement.
+#: Tasks bound in one `IN (VALUES ...)` (two parameters each): well under SQLite's limit per statement.
 _ID_CHUNK = 500
 
 
@@ -25,9 +25,10 @@ class SqliteLeases(SqliteBase):
         now = time.time()
         own = " OR lease_owner = ?" if include_own else ""
         sql = (
-            "UPDATE tasks SET lease_owner = ?, lease_expires = ? WHERE id IN (SELECT id FROM tasks "
-            f"WHERE delivered = 0 AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < ?{own}) "
-            "ORDER BY created_at, id LIMIT ?) RETURNING *"
+            "UPDATE tasks SET lease_owner = ?, lease_expires = ? WHERE (upstream, id) IN "
+            "(SELECT upstream, id FROM tasks WHERE delivered = 0 AND (lease_owner IS NULL OR lease_expires IS NULL "
+            f"OR lease_expires < ?{own}) "
+            "ORDER BY created_at, id, upstream LIMIT ?) RETURNING *"
         )
         params: list[Any] = [self.owner, now + self.lease_seconds, now]
         if include_own:
@@ -40,7 +41,7 @@ class SqliteLeases(SqliteBase):
             return [TaskRecord.from_row(row) for row in rows]
 
         claimed = await self._write(claim)
-        return sorted(claimed, key=lambda r: (r.created_at, r.id))
+        return sorted(claimed, key=lambda r: (r.created_at, r.id, r.upstream))
 
     async def lease_census(self) -> tuple[int, int]:
         """(undelivered tasks, other owners holding a live lease on one): a process taking over
@@ -52,39 +53,41 @@ class SqliteLeases(SqliteBase):
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    async def renew_leases(self) -> set[str]:
-        """Extend every lease this owner holds on an undelivered task; the ids it still holds (a task
+    async def renew_leases(self) -> set[TaskKey]:
+        """Extend every lease this owner holds on an undelivered task; the tasks it still holds (a task
         missing here was taken over by another process after our lease ran out)."""
-        sql = "UPDATE tasks SET lease_expires = ? WHERE lease_owner = ? AND delivered = 0 RETURNING id"
+        sql = "UPDATE tasks SET lease_expires = ? WHERE lease_owner = ? AND delivered = 0 RETURNING upstream, id"
         params = (time.time() + self.lease_seconds, self.owner)
 
-        async def renew() -> set[str]:
+        async def renew() -> set[TaskKey]:
             async with self._db.execute(sql, params) as cursor:
                 rows = await cursor.fetchall()
-            return {str(row[0]) for row in rows}
+            return {TaskKey(str(row[0]), str(row[1])) for row in rows}
 
         return await self._write(renew)
 
-    async def hold_leases(self, task_ids: Sequence[str]) -> set[str]:
-        """Extend the leases of these tasks that this owner still holds undelivered; the ids held.
+    async def hold_leases(self, keys: Sequence[TaskKey]) -> set[TaskKey]:
+        """Extend the leases of these tasks that this owner still holds undelivered; the tasks held.
         The fence before posting final results, so two processes never both deliver a task: one
         transaction for all the results that are ready, not one each."""
-        ids = sorted(set(task_ids))
+        wanted = sorted(set(keys))
         until = time.time() + self.lease_seconds
 
-        async def hold() -> set[str]:
-            held: set[str] = set()
-            for start in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[start : start + _ID_CHUNK]
+        async def hold() -> set[TaskKey]:
+            held: set[TaskKey] = set()
+            for start in range(0, len(wanted), _ID_CHUNK):
+                chunk = wanted[start : start + _ID_CHUNK]
                 sql = (
-                    f"UPDATE tasks SET lease_expires = ? WHERE id IN ({', '.join('?' for _ in chunk)}) "
-                    "AND lease_owner = ? AND delivered = 0 RETURNING id"
+                    f"UPDATE tasks SET lease_expires = ? WHERE (upstream, id) IN "
+                    f"(VALUES {', '.join('(?, ?)' for _ in chunk)}) "
+                    "AND lease_owner = ? AND delivered = 0 RETURNING upstream, id"
                 )
-                async with self._db.execute(sql, (until, *chunk, self.owner)) as cursor:
-                    held.update(str(row[0]) for row in await cursor.fetchall())
+                params = (until, *(part for key in chunk for part in (key.upstream, key.id)), self.owner)
+                async with self._db.execute(sql, params) as cursor:
+                    held.update(TaskKey(str(row[0]), str(row[1])) for row in await cursor.fetchall())
             return held
 
-        return await self._write(hold) if ids else set()
+        return await self._write(hold) if wanted else set()
 
     async def release_leases(self) -> int:
         """Give up this owner's leases on undelivered tasks (clean shutdown: others take over at once)."""

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from bot.models import TaskRecord
-from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, task_changes
+from bot.models import TaskKey, TaskRecord
+from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, only_task, task_changes
 from bot.storage.sqlite.base import SqliteBase
 
 _INSERT = (
@@ -31,9 +31,16 @@ class SqliteTasks(SqliteBase):
         rows = insert_rows(records, now, self.owner, now + self.lease_seconds)
         await self._write(lambda: self._db.executemany(_INSERT, rows))
 
-    async def get_task(self, task_id: str) -> TaskRecord | None:
-        row = await self._fetchone("SELECT * FROM tasks WHERE id = ?", (task_id,))
-        return TaskRecord.from_row(row) if row else None
+    async def get_task(
+        self, task_id: str, upstream: str | None = None, *, message_id: int | None = None
+    ) -> TaskRecord | None:
+        """The task `upstream` gave this id; without `upstream` (an old button, a typed id), the only
+        task with this id, or the one `message_id` shows (AmbiguousTask when that does not decide)."""
+        if upstream is not None:
+            row = await self._fetchone("SELECT * FROM tasks WHERE upstream = ? AND id = ?", (upstream, task_id))
+            return TaskRecord.from_row(row) if row else None
+        rows = await self._fetchall("SELECT * FROM tasks WHERE id = ? ORDER BY created_at, upstream", (task_id,))
+        return only_task([TaskRecord.from_row(row) for row in rows], task_id, message_id)
 
     async def task_for_message(self, message_id: int) -> TaskRecord | None:
         row = await self._fetchone(
@@ -41,31 +48,31 @@ class SqliteTasks(SqliteBase):
         )
         return TaskRecord.from_row(row) if row else None
 
-    async def update_task(self, task_id: str, **changes: Any) -> None:
-        """Write only the named columns; unknown names are a programming error."""
+    async def update_task(self, key: TaskKey, **changes: Any) -> None:
+        """Write only the named columns of that one row; unknown names are a programming error."""
         if not changes:
             return
         names, values = task_changes(changes)
         assignments = ", ".join(f"{name} = ?" for name in (*names, "updated_at"))
-        sql = f"UPDATE tasks SET {assignments} WHERE id = ?"
-        await self._write(lambda: self._db.execute(sql, [*values, time.time(), task_id]))
+        sql = f"UPDATE tasks SET {assignments} WHERE upstream = ? AND id = ?"
+        await self._write(lambda: self._db.execute(sql, [*values, time.time(), key.upstream, key.id]))
 
-    async def update_many(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
-        """`update_task` for many tasks ({task id: {column: value}}) in one transaction: the tracker
+    async def update_many(self, changes: Mapping[TaskKey, Mapping[str, Any]]) -> None:
+        """`update_task` for many tasks ({key: {column: value}}) in one transaction: the tracker
         saves a whole poll cycle at once instead of committing thousands of times."""
         groups: dict[tuple[str, ...], list[list[Any]]] = {}
         now = time.time()
-        for task_id, columns in changes.items():
+        for key, columns in changes.items():
             if columns:
                 names, values = task_changes(columns)
-                groups.setdefault(names, []).append([*values, now, task_id])
+                groups.setdefault(names, []).append([*values, now, key.upstream, key.id])
         if not groups:
             return
 
         async def work() -> None:
             for names, rows in groups.items():
                 assignments = ", ".join(f"{name} = ?" for name in (*names, "updated_at"))
-                await self._db.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?", rows)
+                await self._db.executemany(f"UPDATE tasks SET {assignments} WHERE upstream = ? AND id = ?", rows)
 
         await self._write(work)
 
