@@ -46,6 +46,8 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.settings",
     "cogs.show",
     "cogs.info",
+    "cogs.video",
+    "cogs.edit",
     "cogs.accounts",  # after cogs.admin: it adds its commands to /mjadmin
 )
 

@@ -106,6 +106,15 @@ class AddressNotAllowed(UpstreamError):
     key = "error.address_refused"
 
 
+class FeatureUnavailable(UpstreamError):
+    """The server has the endpoint but its accounts cannot run it: video with Remix off (code 9), no
+    account for video (3), video turned off (4), editing on Discord-account pools (9). `key` per case."""
+
+    def __init__(self, key: str, detail: str = "", **params: Any) -> None:
+        super().__init__(detail, **params)
+        self.key = key
+
+
 class TransientError(UpstreamError):
     """5xx, timeout, refused connection, garbage body: may work later."""
 

@@ -24,7 +24,7 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"GIF89a", "image/gif"),
 )
 
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "video/mp4": "mp4"}
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -50,6 +50,10 @@ class Media:
     @property
     def extension(self) -> str:
         return EXTENSIONS.get(self.mime, "png")
+
+    @property
+    def is_video(self) -> bool:
+        return self.mime.startswith("video/")
 
 
 #: An upload up to this many times the size limit is shrunk to fit instead of refused.
@@ -163,10 +167,23 @@ def _pillow_image(data: bytes) -> Media | None:
 
 MediaCheck = Callable[[bytes], "Media | None"]
 
+
 #: How a downloaded result is recognised, first match wins. Each check looks at the bytes alone
 #: (never a Content-Type or a file name). The extension point for videos: add a check that
 #: recognises an allowed type (e.g. MP4 by its `ftyp` box) and returns its Media.
-MEDIA_CHECKS: list[MediaCheck] = [_pillow_image]
+def _mp4_video(data: bytes) -> Media | None:
+    """An MP4 (Midjourney's video results), by its first box: `ftyp` with an ISO/MP4 brand."""
+    if len(data) < 16 or data[4:8] != b"ftyp" or data[8:12] not in _MP4_BRANDS:
+        return None
+    box = int.from_bytes(data[:4], "big")
+    if not 16 <= box <= min(len(data), 4096):
+        return None
+    return Media(data=data, mime="video/mp4", width=0, height=0)
+
+
+_MP4_BRANDS = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"})
+
+MEDIA_CHECKS: list[MediaCheck] = [_pillow_image, _mp4_video]
 
 
 def identify_media(data: bytes) -> Media | None:

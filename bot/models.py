@@ -111,6 +111,8 @@ class MJTask:
     start_time: int | None = None
     finish_time: int | None = None
     properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: A video result's file: the first of videoUrls[].url and videoUrl (MJ_ACCOUNTS_VIDEO.md §7).
+    video_url: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> MJTask | None:
@@ -131,6 +133,10 @@ class MJTask:
                 if button is not None:
                     buttons.append(button)
         image_url = _text(data.get("imageUrl")).strip() or None
+        video_url = _video_url(data)
+        status = _text(data.get("status")).strip().upper()
+        if video_url and status == "SUCCESS":
+            image_url = video_url  # the result to re-upload is the video, not its preview
         return cls(
             id=task_id,
             action=_text(data.get("action")).strip().upper(),
@@ -147,6 +153,7 @@ class MJTask:
             start_time=_int_or_none(data.get("startTime")),
             finish_time=_int_or_none(data.get("finishTime")),
             properties=properties,
+            video_url=video_url,
         )
 
     @property
@@ -231,8 +238,25 @@ def shorten_result(task: MJTask) -> ShortenResult:
     return ShortenResult(analysis=head, options=tuple(options))
 
 
+def _video_url(data: dict[str, Any]) -> str | None:
+    """videoUrls[0].url, else videoUrl: http(s) links only (anything else is not a file to fetch)."""
+    candidates: list[Any] = []
+    listed = data.get("videoUrls")
+    if isinstance(listed, list):
+        candidates += [item.get("url") for item in listed if isinstance(item, dict)]
+    candidates.append(data.get("videoUrl"))
+    for candidate in candidates:
+        text = _text(candidate).strip()
+        if text.startswith(("https://", "http://")):
+            return text
+    return None
+
+
 def result_extra(task: MJTask) -> dict[str, Any]:
-    """Parsed describe/shorten results, kept with the task so picks still work after a restart."""
+    """Parsed describe/shorten results, kept with the task so picks still work after a restart;
+    `video` marks a result whose file is a video (shown as an attachment, never as an embed image)."""
+    if task.action == "VIDEO" or task.video_url:
+        return {"video": True}
     if task.action == "DESCRIBE":
         return {"candidates": describe_candidates(task)}
     if task.action == "SHORTEN":

@@ -60,7 +60,10 @@ COLOR_FAILURE = 0xED4245
 EMOJI_FALLBACK = {"upscale_1": "⬆️", "upscale_2": "⬆️", "upscale_3": "⬆️", "upscale_4": "⬆️"}
 
 # Buttons that relays and recent trueai refuse (MJ_API.md, Buttons): never offered.
-_REFUSED = re.compile(r"^MJ::(BOOKMARK::|JOB::animate_|JOB::video|Job::PicReader::all)", re.IGNORECASE)
+_REFUSED = re.compile(r"^MJ::(BOOKMARK::|JOB::video::|Job::PicReader::all)", re.IGNORECASE)
+# Video buttons (MJ_ACCOUNTS_VIDEO.md §7): Animate on an upscale, U1-U4 on a video, Extend on a pick.
+_ANIMATE = re.compile(r"^MJ::JOB::animate_(high|low)(_extend)?::", re.IGNORECASE)
+_VIDEO_PICK = re.compile(r"^MJ::JOB::video_virtual_upscale::", re.IGNORECASE)
 # Describe/shorten picks are done by the bot itself through /submit/imagine.
 _BOT_SIDE = re.compile(r"^MJ::(Job::PicReader::|Picread::|Job::PromptAnalyzer::)", re.IGNORECASE)
 
@@ -89,10 +92,18 @@ def action_for_button(button: MJButton) -> str:
         ("outpaint::", "ZOOM"),
         ("customzoom::", "ZOOM"),
         ("inpaint::", "INPAINT"),
+        ("::video_virtual_upscale::", "UPSCALE"),
+        ("::animate_", "VIDEO"),
     ):
         if needle in cid:
             return action
     return "ACTION"
+
+
+def animate_motion(button: MJButton) -> tuple[str, bool] | None:
+    """(motion, is_extend) of an Animate / Extend button, else None."""
+    match = _ANIMATE.match(button.custom_id)
+    return (match.group(1).lower(), bool(match.group(2))) if match else None
 
 
 # ---- value objects --------------------------------------------------------------------------------
@@ -241,6 +252,10 @@ def _group(custom_id: str) -> str:
         return "pan"
     if "upsample_" in cid or "variation" in cid or "inpaint" in cid:
         return "single"
+    if "::video_virtual_upscale::" in cid:
+        return "grid-u"
+    if "::animate_" in cid:
+        return "video"
     return "other"
 
 
@@ -269,6 +284,8 @@ def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     for index, button in enumerate(record.buttons):
         if _REFUSED.match(button.custom_id) or _BOT_SIDE.match(button.custom_id):
             continue
+        if record.extra.get("relay") and (_VIDEO_PICK.match(button.custom_id) or "_extend::" in button.custom_id):
+            continue  # relays refuse U1-U4 on videos and Extend (unknown_action): never offer a click that fails
         label = truncate(neutralize_mentions(button.label), 80)
         emoji = _emoji_for(button)
         if not label and not emoji:
@@ -398,7 +415,13 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
     if record.status == SUCCESS:
         embed = discord.Embed(title=title, description=description or None, color=COLOR_SUCCESS)
         shown_image = image or record.result_url or record.image_url
-        if shown_image:
+        if record.extra.get("video"):
+            # A video is an attachment Discord plays; only a file too large to upload is a link.
+            if not image and not record.result_url and record.image_url:
+                embed.add_field(
+                    name=t("field.video", locale), value=t("field.video_link", locale, url=record.image_url)
+                )
+        elif shown_image:
             embed.set_image(url=shown_image)
         if record.finished_at and record.created_at:
             took = max(0, int(record.finished_at - record.created_at))

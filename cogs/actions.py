@@ -17,13 +17,17 @@ import discord
 from bot import render
 from bot.errors import BotError, InputError, TaskNotFound
 from bot.i18n import t
-from bot.models import SUCCESS, TaskRecord
+from bot.jobs import Submit
+from bot.models import SUCCESS, SubmitResult, TaskRecord
 from bot.policy import check_click
 from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt, with_zoom
 from bot.responder import locale_of, reply, report_error
+from bot.upstream.accounts import RELAY
+from bot.upstream.client import MJClient
 from bot.web.inpaint import LINK_TTL
 from cogs._shared import ItemsCog, post_for_click, submit_child, submit_click
+from cogs.info import split_parameters
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -256,6 +260,17 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
                 await interaction.response.send_modal(CustomZoomModal(parent, self.index, locale))
                 return
             action = render.action_for_button(button)
+            animate = render.animate_motion(button)
+            if animate is not None and not animate[1]:
+                await submit_click(
+                    interaction,
+                    parent,
+                    f"act:{self.index}",
+                    animate_submit(interaction.client, parent, button.custom_id, animate[0]),
+                    action=action,
+                    prompt=parent.final_prompt or parent.prompt,
+                )
+                return
             if action in REMIXABLE and (await interaction.client.store.get_prefs(interaction.user.id)).remix:
                 await interaction.response.send_modal(RemixModal(parent, self.index, action, locale))
                 return
@@ -270,6 +285,23 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             )
         except Exception as error:
             await report_error(interaction, error)
+
+
+def animate_submit(bot: MJBot, parent: TaskRecord, custom_id: str, motion: str) -> Submit:
+    """Animate on an upscale: the server's button where it accepts it (trueai); a relay refuses the
+    button (unknown_action), so there the bot submits /submit/video itself with the picture."""
+
+    async def submit(client: MJClient) -> SubmitResult:
+        caps = await bot.capabilities.get(client.name)
+        if caps.flavor != RELAY:
+            return await client.action(parent.id, custom_id)
+        image = parent.image_url or parent.result_url
+        if not image:
+            raise InputError("click.unknown_button")
+        prompt = split_parameters(parent.final_prompt or parent.prompt)[0] or "animate"
+        return await client.video(prompt, image=image, motion=motion)
+
+    return submit
 
 
 class ChangeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.CHANGE_TEMPLATE):

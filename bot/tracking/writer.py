@@ -273,6 +273,8 @@ class DiscordWriter:
             name = render.result_filename(record, result.extension)
             file = discord.File(io.BytesIO(result.data), filename=name)
             image_ref = f"attachment://{name}"
+            if result.is_video:
+                shown = replace(shown, extra={**shown.extra, "video": True})  # Discord plays the attachment
         parts = render.render_task(shown, image=image_ref)
         message = await self._send_or_edit(shown, parts, file=file)
         if message is None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 META_PREFIX = "caps:"
+FEATURE_PREFIX = "feature:"
 
 
 def base_upstream(upstream: str) -> str:
@@ -37,6 +38,7 @@ class CapabilityMemory:
         self._known: dict[str, Capabilities] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._probing: dict[str, asyncio.Task[None]] = {}
+        self._features: dict[str, bool | None] = {}
 
     def api(self, upstream: str) -> AccountsApi:
         """KeyError when the upstream is not configured (a removed key)."""
@@ -63,6 +65,23 @@ class CapabilityMemory:
             self._known[name] = caps
             log.info("Upstream %s probed: %s", name, caps.flavor)
             return caps
+
+    async def offers(self, upstream: str, feature: str) -> bool | None:
+        """What an answer taught us about `feature` on this upstream (None: nothing yet)."""
+        name = f"{base_upstream(upstream)}:{feature}"
+        if name not in self._features:
+            stored = await self._store.get_meta(FEATURE_PREFIX + name)
+            self._features[name] = None if stored is None else stored == "1"
+        return self._features[name]
+
+    async def learn(self, upstream: str, feature: str, available: bool) -> None:
+        """Remember an answer (code 9 on /edit: this server's accounts cannot edit) across restarts."""
+        name = f"{base_upstream(upstream)}:{feature}"
+        if self._features.get(name) is available:
+            return
+        self._features[name] = available
+        await self._store.set_meta(FEATURE_PREFIX + name, "1" if available else "0")
+        log.info("Upstream %s: %s %s", base_upstream(upstream), feature, "available" if available else "not available")
 
     def learn_soon(self, upstream: str) -> None:
         """Probe in the background (at most one at a time per upstream); failures are only logged."""

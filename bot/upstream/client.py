@@ -27,6 +27,8 @@ import httpx
 from bot.errors import (
     AddressNotAllowed,
     BannedPrompt,
+    BotError,
+    FeatureUnavailable,
     InvalidRequest,
     QueueFull,
     QuotaExhausted,
@@ -337,6 +339,25 @@ def _submit_result(body: Any, *, secret: str) -> SubmitResult:
     )
 
 
+def _video_refusal(error: UpstreamError) -> BotError | None:
+    """trueai's /submit/video refusals (MJ_ACCOUNTS_VIDEO.md §7), also when a relay passes them on."""
+    params = {"code": error.code, "status": error.status}
+    if error.code == 9 and "remix" in error.detail.lower():
+        return FeatureUnavailable("error.video_remix_off", error.detail, **params)
+    if error.code == 3 and _contains(error.detail, _ACCOUNT_WORDS):
+        return FeatureUnavailable("error.video_no_account", error.detail, **params)
+    if error.code == 4 and "视频功能未启用" in error.detail:
+        return FeatureUnavailable("error.video_disabled", error.detail, **params)
+    return None
+
+
+def _edit_refusal(error: UpstreamError) -> BotError | None:
+    """Code 9 "当前账号不支持编辑/重绘任务": the pool has only Discord accounts, which cannot edit."""
+    if error.code == 9 and not _contains(error.detail, _QUEUE_WORDS):
+        return FeatureUnavailable("error.edit_unsupported", error.detail, code=error.code, status=error.status)
+    return None
+
+
 def _same_origin(url: httpx.URL, origin: httpx.URL) -> bool:
     return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
 
@@ -603,6 +624,69 @@ class MJClient:
             "/mj/insight-face/swap",
             {"sourceBase64": source, "targetBase64": target, "notifyHook": notify_hook or None},
         )
+
+    async def video(
+        self,
+        prompt: str,
+        *,
+        image: str | None = None,
+        end_image: str | None = None,
+        motion: str = "low",
+        loop: bool = False,
+        hd: bool = False,
+        batch: int | None = None,
+        extend: tuple[str, int] | None = None,
+        notify_hook: str | None = None,
+    ) -> SubmitResult:
+        """/submit/video: `image` (a data URL or link) to video, or `extend` = (video task id, index 0-3).
+
+        Refusals become FeatureUnavailable: Remix off (code 9), no account for video (3), video off (4)."""
+        if motion not in ("low", "high"):
+            raise ValueError(f"motion must be low or high, got {motion!r}")
+        if batch is not None and batch not in (1, 2, 4):
+            raise ValueError(f"batch must be 1, 2 or 4, got {batch!r}")
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "motion": motion,
+            "image": image,
+            "endImage": end_image,
+            "loop": True if loop else None,
+            "videoType": "vid_1.1_i2v_720" if hd else None,
+            "batchSize": batch,
+            "notifyHook": notify_hook or None,
+        }
+        if extend is not None:
+            body.update(action="extend", taskId=extend[0], index=extend[1])
+        return await self._submit_tool("/mj/submit/video", body, _video_refusal)
+
+    async def edits(self, prompt: str, image: str, *, notify_hook: str | None = None) -> SubmitResult:
+        """/submit/edits (trueai; relays pass it on). Discord-account pools refuse: FeatureUnavailable."""
+        body = {"prompt": prompt, "image": image, "notifyHook": notify_hook or None}
+        return await self._submit_tool("/mj/submit/edits", body, _edit_refusal)
+
+    async def retexture(self, prompt: str, image: str, *, notify_hook: str | None = None) -> SubmitResult:
+        """/submit/retexture (trueai only: a relay answers it with its web page: UnsupportedAction)."""
+        body = {"prompt": prompt, "image": image, "notifyHook": notify_hook or None}
+        return await self._submit_tool("/mj/submit/retexture", body, _edit_refusal)
+
+    async def _submit_tool(
+        self, path: str, body: Mapping[str, Any], refusal: Callable[[UpstreamError], BotError | None]
+    ) -> SubmitResult:
+        """A submit of the newer tools: an HTML answer (a relay's page for a path it lacks) is
+        recognised by its Content-Type and never parsed; known refusals get their own message."""
+        response = await self._send("POST", path, _drop_none(body))
+        if response.is_success and "html" in response.headers.get("content-type", "").lower():
+            raise UnsupportedAction("this server does not offer this endpoint", status=response.status_code)
+        try:
+            data = _raise_for_answer(response, secret=self.config.api_key)
+            result = _submit_result(data, secret=self.config.api_key)
+        except UpstreamError as exc:
+            mapped = refusal(exc)
+            if mapped is not None:
+                raise mapped from None
+            raise
+        log.info("%s %s accepted: code %s, task %s", self.config.name, path, result.code, result.task_id)
+        return result
 
     async def change(
         self, task_id: str, action: str, index: int | None = None, *, notify_hook: str | None = None

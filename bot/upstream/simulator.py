@@ -115,6 +115,8 @@ class SimTask:
     mask: str | None = None
     image_count: int = 0
     step_seconds: float | None = None  # clock "time": this task's own pace (None: the proxy's)
+    relabel_to: str = ""  # trueai extend: starts as UPSCALE, becomes VIDEO once the pick lands
+    video_count: int = 4
 
 
 @dataclass(slots=True)
@@ -187,6 +189,36 @@ def upscale_buttons(job_hash: str) -> list[dict[str, Any]]:
         _button(f"MJ::JOB::pan_down::1::{h}::SOLO", emoji="⬇️"),
         _button(f"MJ::BOOKMARK::{h}", emoji="❤️"),
     ]
+
+
+def animate_buttons(job_hash: str) -> list[dict[str, Any]]:
+    """Animate on an upscaled image (V7 on Discord; the simulator adds them with video_buttons=True)."""
+    return [
+        _button(f"MJ::JOB::animate_high::1::{job_hash}::SOLO", label="Animate (High motion)", emoji="🎞️"),
+        _button(f"MJ::JOB::animate_low::1::{job_hash}::SOLO", label="Animate (Low motion)", emoji="🎞️"),
+    ]
+
+
+def video_buttons(job_hash: str, count: int = 4) -> list[dict[str, Any]]:
+    """A VIDEO task: U1-U4 pick one video (MJ_ACCOUNTS_VIDEO.md §7), 🔄 runs it again."""
+    buttons = [_button(f"MJ::JOB::video_virtual_upscale::{i}::{job_hash}", label=f"U{i}") for i in range(1, count + 1)]
+    buttons.append(_button(f"MJ::JOB::reroll::0::{job_hash}::SOLO", emoji="🔄"))
+    return buttons
+
+
+def extend_buttons(job_hash: str) -> list[dict[str, Any]]:
+    """One picked video: Extend continues it."""
+    return [
+        _button(f"MJ::JOB::animate_high_extend::1::{job_hash}", label="Extend (High motion)", emoji="🎞️"),
+        _button(f"MJ::JOB::animate_low_extend::1::{job_hash}", label="Extend (Low motion)", emoji="🎞️"),
+    ]
+
+
+def mp4_bytes(seed: str) -> bytes:
+    """A small file that is an MP4 by its bytes (ftyp box, then media data)."""
+    ftyp = b"ftyp" + b"isom" + (512).to_bytes(4, "big") + b"isomiso2avc1mp41"
+    mdat = b"mdat" + (seed.encode("ascii", "replace") * 64)[:4096]
+    return len(ftyp + b"1234").to_bytes(4, "big") + ftyp + (len(mdat) + 4).to_bytes(4, "big") + mdat
 
 
 def describe_buttons() -> list[dict[str, Any]]:
@@ -321,7 +353,11 @@ def classify_custom_id(custom_id: str) -> _ButtonKind | None:
             return _ButtonKind("REROLL", modal="remix")
         if word.startswith("pan_"):
             return _ButtonKind("PAN", modal="remix")
-        return None  # animate_*, video_*: rejected
+        if word == "video_virtual_upscale":
+            return _ButtonKind("UPSCALE", index=index, special="video_pick")
+        if word in ("animate_high", "animate_low", "animate_high_extend", "animate_low_extend"):
+            return _ButtonKind("VIDEO", modal="remix", special="animate")
+        return None  # video::…::manual and the rest: rejected
     if parts[1] == "Outpaint":
         return _ButtonKind("ZOOM")
     if parts[1] == "CustomZoom":
@@ -373,6 +409,8 @@ class SimulatedProxy:
         timeout_delay: float = 2.0,
         admin_token: str | None = None,
         plus: bool = False,
+        video_buttons: bool = False,
+        video_enabled: bool = True,
         accounts: Sequence[dict[str, Any]] | None = None,
         sync_cooldown: float = 300.0,
         host: str = "127.0.0.1",
@@ -423,6 +461,9 @@ class SimulatedProxy:
         # /mj/account/* routes (flavour basic), the accounts themselves and trueai's sync limit.
         self.admin_token = admin_token
         self.plus = plus
+        # Video and editing (MJ_ACCOUNTS_VIDEO.md §7-§8): Animate buttons on upscales, trueai's EnableVideo.
+        self.video_buttons = video_buttons
+        self.video_enabled = video_enabled
         self.sync_cooldown = sync_cooldown
         source = accounts if accounts is not None else [sample_account(n, flavor=self._account_shape) for n in (1, 2)]
         self.accounts: dict[str, dict[str, Any]] = {str(a["id"]): dict(a) for a in source}
@@ -764,11 +805,17 @@ class SimulatedProxy:
             "/mj/submit/modal": self._modal,
             "/mj/submit/change": self._change,
             "/mj/insight-face/swap": self._swap_face,
+            "/mj/submit/video": self._video,
+            "/mj/submit/edits": partial(self._edit, "EDIT"),
+            "/mj/submit/edit": partial(self._edit, "EDIT"),
+            "/mj/submit/retexture": partial(self._edit, "RETEXTURE"),
         }
+        new_tools = {"/mj/submit/video", "/mj/submit/edits", "/mj/submit/edit", "/mj/submit/retexture"}
         unavailable = {
-            "basic": {"/mj/submit/shorten", "/mj/submit/action", "/mj/submit/modal", "/mj/insight-face/swap"},
+            "basic": {"/mj/submit/shorten", "/mj/submit/action", "/mj/submit/modal", "/mj/insight-face/swap"}
+            | new_tools,
             "trueai": {"/mj/submit/change"},  # removed in trueai v10
-            "relay": set(),
+            "relay": set(),  # /edit and /retexture never get here: new-api does not route them
         }[self.flavor]
         if route in unavailable:
             return None
@@ -942,6 +989,69 @@ class SimulatedProxy:
         task.description = "/swap"
         return self._accepted(task)
 
+    def _discord_accounts_only(self) -> bool:
+        enabled = [a for a in self.accounts.values() if a.get("enable")]
+        return all(not a.get("isYouChuan") and not a.get("isOfficial") for a in enabled)
+
+    def _video(self, body: dict[str, Any], mode: str | None) -> _Answer:
+        """/submit/video (trueai; a relay forwards it as is): image-to-video, or extend a video."""
+        if self.flavor == "trueai":
+            if not self.video_enabled:
+                raise _refuse(4, "视频功能未启用")
+            enabled = [a for a in self.accounts.values() if a.get("enable")]
+            if not enabled:
+                raise _refuse(3, "无可用的账号实例")
+            if body.get("videoType") == "vid_1.1_i2v_720" and not any(a.get("isHdVideo") for a in enabled):
+                raise _refuse(3, "无可用的账号实例")
+            if not any(a.get("mjRemixOn") or a.get("nijiRemixOn") for a in enabled if a.get("isDiscord", True)):
+                raise _refuse(9, "未开启 REMIX，无法使用视频扩展功能")
+        prompt = str(body.get("prompt") or "").strip()
+        if not prompt:
+            raise _refuse(4, "Prompt 不能为空")
+        self._check_prompt(prompt)
+        motion = str(body.get("motion") or "low")
+        if motion not in ("low", "high"):
+            raise _refuse(4, "motion参数错误")
+        batch = body.get("batchSize") or 4
+        if batch not in (1, 2, 4):
+            raise _refuse(4, "batchSize参数错误")
+        if body.get("taskId") or body.get("action"):
+            if body.get("action") != "extend":
+                raise _refuse(4, "任务类型错误")
+            parent = self._parent(body)
+            if parent.kind not in ("video", "video1"):
+                raise _refuse(4, "任务类型错误")
+            index = body.get("index")
+            if not isinstance(index, int) or not 0 <= index <= 3:
+                raise _refuse(4, "index参数错误")
+            task = self._new_task("UPSCALE", "video", body, mode, prompt=parent.prompt, parent=parent)
+            task.description = "/video extend"
+            task.relabel_to = "VIDEO"
+        else:
+            image = body.get("image")
+            if image is not None and _decode_data_url(image) is None and not str(image).startswith("http"):
+                raise _refuse(4, "base64格式错误")
+            task = self._new_task("VIDEO", "video", body, mode, prompt=prompt, description=f"/video {prompt}")
+        task.video_count = int(batch)
+        suffix = f" --video 1{' --end loop' if body.get('loop') else ''} --motion {motion}"
+        task.prompt = task.prompt_en = task.final_prompt = prompt + suffix
+        return self._accepted(task)
+
+    def _edit(self, action: str, body: dict[str, Any], mode: str | None) -> _Answer:
+        """/submit/edits and /submit/retexture: only YouChuan or official accounts run them."""
+        prompt = str(body.get("prompt") or "").strip()
+        image = body.get("image")
+        if not prompt or not image:
+            raise _refuse(4, "image或prompt不能为空")
+        if _decode_data_url(image) is None and not str(image).startswith("http"):
+            raise _refuse(4, "base64格式错误")
+        if self._discord_accounts_only():
+            raise _refuse(9, "当前账号不支持编辑/重绘任务")
+        self._check_prompt(prompt)
+        word = action.lower()
+        task = self._new_task(action, "single", body, mode, prompt=prompt, description=f"/{word} {prompt}")
+        return self._accepted(task)
+
     def _parent(self, body: dict[str, Any]) -> SimTask:
         parent = self.tasks.get(str(body.get("taskId") or ""))
         if parent is None:
@@ -959,7 +1069,7 @@ class SimulatedProxy:
         if not custom_id:
             raise _refuse(4, "custom_id_is_required" if self.flavor == "relay" else "customId不能为空")
         kind = classify_custom_id(custom_id)
-        relay_ok = kind is not None and kind.special not in ("picreader", "picread_retry")
+        relay_ok = kind is not None and kind.special not in ("picreader", "picread_retry", "video_pick", "animate")
         if self.flavor == "relay" and not relay_ok:
             raise _refuse(4, f"unknown_action:{custom_id}")
         if kind is None:
@@ -977,8 +1087,15 @@ class SimulatedProxy:
 
         action = kind.action
         if action == "REROLL":
-            action = "IMAGINE" if parent.action == "UPSCALE" else parent.action
-        result_kind = "single" if action == "UPSCALE" else "grid"
+            action = "IMAGINE" if parent.action == "UPSCALE" and parent.kind != "video1" else parent.action
+            if parent.kind in ("video", "video1"):
+                action = "VIDEO"
+        if kind.special == "video_pick":
+            result_kind = "video1"
+        elif action == "VIDEO":
+            result_kind = "video"
+        else:
+            result_kind = "single" if action == "UPSCALE" else "grid"
         task = self._new_task(action, result_kind, body, mode, prompt=parent.prompt, parent=parent)
         task.custom_id = custom_id
         task.index = kind.index
@@ -1366,6 +1483,9 @@ class SimulatedProxy:
         elif task.pending_failure:
             self._fail(task, task.pending_failure)
         elif stage < self._last_stage:
+            if task.relabel_to and stage >= 3:
+                # trueai extend: the pick (UPSCALE) landed; the same task id goes on as VIDEO from 0 %.
+                task.action, task.relabel_to = task.relabel_to, ""
             task.status = IN_PROGRESS
             task.progress = f"{round(100 * (stage - 1) / (self.progress_steps + 1))}%"
             task.start_time = task.start_time or _now_ms()
@@ -1395,6 +1515,12 @@ class SimulatedProxy:
             task.buttons = grid_buttons(task.hash)
         elif task.kind == "single":
             task.buttons = upscale_buttons(task.hash)
+            if self.video_buttons and task.action == "UPSCALE":
+                task.buttons = [*task.buttons[:-1], *animate_buttons(task.hash), task.buttons[-1]]
+        elif task.kind == "video":
+            task.buttons = video_buttons(task.hash, task.video_count)
+        elif task.kind == "video1":
+            task.buttons = extend_buttons(task.hash)
         elif task.kind == "describe":
             task.buttons = describe_buttons()
         if self.flavor == "basic":
@@ -1447,9 +1573,15 @@ class SimulatedProxy:
         url = f"{self.base_url}/mj/image/{task.id}"
         if task.status == SUCCESS and task.kind != "shorten":
             return f"{self.image_base}/{task.id}" if self.image_base is not None else url
-        if task.status == IN_PROGRESS and task.kind in ("grid", "single", "face"):
+        if task.status == IN_PROGRESS and task.kind in ("grid", "single", "face", "video", "video1"):
             return url + "?preview=1"
         return None
+
+    def _video_urls(self, task: SimTask) -> list[str]:
+        if task.kind not in ("video", "video1") or task.status != SUCCESS:
+            return []
+        count = 1 if task.kind == "video1" else task.video_count
+        return [f"{self.base_url}/mj/image/{task.id}?video={i}" for i in range(count)]
 
     def _task_json(self, task: SimTask) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -1475,7 +1607,8 @@ class SimulatedProxy:
                 "description": task.submit_description,
                 "state": task.state or "",
                 "failReason": task.fail_reason,
-                "videoUrl": "",
+                "videoUrl": (self._video_urls(task) or [""])[0],
+                "videoUrls": [{"url": url} for url in self._video_urls(task)] or None,
                 "buttons": list(task.buttons),
                 "maskBase64": "",
                 "properties": {"finalPrompt": task.final_prompt, "finalZhPrompt": ""},
@@ -1492,6 +1625,10 @@ class SimulatedProxy:
         if self.flavor == "basic":
             return {**common, "properties": properties}
         size = self.image_size if task.status == SUCCESS and task.kind in ("grid", "single", "face") else None
+        videos = self._video_urls(task)
+        if videos:  # EnableFillOfficialCdn on: videoUrl and videoUrls[] beside imageUrl
+            common["videoUrl"] = videos[0]
+            common["videoUrls"] = [{"url": url, "thumbnail": url.replace("?video=", "?thumb=")} for url in videos]
         return {
             **common,
             "failReason": task.fail_reason if task.status == SUCCESS else (task.fail_reason or None),
@@ -1516,6 +1653,8 @@ class SimulatedProxy:
         preview = request.query.get("preview") == "1" or task.status != SUCCESS
         if task.kind == "describe" and task.source_image is not None:
             return web.Response(body=task.source_image, content_type=task.source_mime)
+        if task.kind in ("video", "video1") and not preview and "thumb" not in request.query:
+            return web.Response(body=mp4_bytes(task.hash), content_type="video/mp4")
         key = (task.id, preview, task.stage)
         data = self._images.get(key)
         if data is None:

@@ -1,0 +1,97 @@
+"""/edit and /retexture: Midjourney's image editor, where the server offers it.
+
+Only pools of YouChuan or midjourney.com accounts can edit; a pool of Discord accounts answers
+code 9. That answer is remembered per upstream (bot/upstream/capabilities.py), so the next member
+is told at once instead of waiting on a refusal. A relay answers /retexture with its web page
+(recognised by its Content-Type in the client), which is remembered the same way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
+from discord.ext import commands
+
+from bot.errors import BotError, FeatureUnavailable, InputError, UnsupportedAction
+from bot.models import SubmitResult
+from bot.prompts import clean_prompt
+from bot.responder import report_error
+from bot.upstream.client import MJClient
+from cogs._shared import begin, discard_thinking, read_image, submit_from_command
+
+if TYPE_CHECKING:
+    from bot.bot import MJBot
+
+    Interaction = discord.Interaction[MJBot]
+else:
+    Interaction = discord.Interaction
+
+
+class Edit(commands.Cog):
+    def __init__(self, bot: MJBot) -> None:
+        self.bot = bot
+
+    async def _known_refusal(self, interaction: Interaction, feature: str) -> bool:
+        """True (and the member told) when this guild's first server already refused `feature`."""
+        chain = self.bot.keys.chain(interaction.guild_id)
+        if not chain:
+            return False
+        # A pool that cannot edit cannot retexture either (same accounts, same refusal).
+        for known in dict.fromkeys((feature, "edit")):
+            if await self.bot.capabilities.offers(chain[0], known) is False:
+                await report_error(interaction, InputError(f"error.{known}_unsupported"))
+                return True
+        return False
+
+    async def _run(self, interaction: Interaction, image: discord.Attachment, prompt: str, feature: str) -> None:
+        try:
+            text = clean_prompt(prompt)
+        except BotError as error:
+            await report_error(interaction, error)
+            return
+        if await self._known_refusal(interaction, feature):
+            return
+        prefs = await begin(interaction)
+        try:
+            picture = await read_image(image, max_bytes=self.bot.settings.max_image_bytes)
+        except BotError as error:
+            await discard_thinking(interaction)
+            await report_error(interaction, error)
+            return
+        memory = self.bot.capabilities
+
+        async def submit(client: MJClient) -> SubmitResult:
+            call = client.edits if feature == "edit" else client.retexture
+            try:
+                result = await call(text, picture)
+            except FeatureUnavailable:
+                await memory.learn(client.name, "edit", False)  # the pool cannot edit: neither tool works
+                raise
+            except UnsupportedAction:
+                await memory.learn(client.name, feature, False)
+                raise FeatureUnavailable(f"error.{feature}_unsupported") from None
+            await memory.learn(client.name, feature, True)
+            return result
+
+        await submit_from_command(interaction, submit, prefs=prefs, action=feature.upper(), prompt=text)
+
+    @app_commands.command(name=_("edit"), description=_("Edit an image with a prompt"))
+    @app_commands.describe(image=_("The image to edit"), prompt=_("What it should become"))
+    async def edit(
+        self, interaction: Interaction, image: discord.Attachment, prompt: app_commands.Range[str, 1, 2000]
+    ) -> None:
+        await self._run(interaction, image, prompt, "edit")
+
+    @app_commands.command(name=_("retexture"), description=_("Keep an image's shapes, change its look"))
+    @app_commands.describe(image=_("The image to retexture"), prompt=_("The new look"))
+    async def retexture(
+        self, interaction: Interaction, image: discord.Attachment, prompt: app_commands.Range[str, 1, 2000]
+    ) -> None:
+        await self._run(interaction, image, prompt, "retexture")
+
+
+async def setup(bot: MJBot) -> None:
+    await bot.add_cog(Edit(bot))
