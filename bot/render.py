@@ -37,6 +37,7 @@ RETRY_CONFIRM_ID = "mj:retryok:{task}"  # ...after the user confirmed (it may be
 CANCEL_ID = "mj:cancel:{task}"  # stop an in-flight task (requester or moderator)
 DELETE_ID = "mj:del:{task}"  # delete a result message (requester or moderator)
 SEED_ID = "mj:seed:{task}"  # ℹ️ seed, full prompt and parameters of a result (cogs/info.py)
+EXTEND_ID = "mj:ext:{task}:{index}:{motion}"  # extend video `index` (0-3) through /submit/video (cogs/video.py)
 
 ACTION_TEMPLATE = r"mj:act:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d{1,2})"
 CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
@@ -48,6 +49,7 @@ RETRY_CONFIRM_TEMPLATE = r"mj:retryok:(?P<task>[0-9A-Za-z_-]{1,40})"
 CANCEL_TEMPLATE = r"mj:cancel:(?P<task>[0-9A-Za-z_-]{1,40})"
 DELETE_TEMPLATE = r"mj:del:(?P<task>[0-9A-Za-z_-]{1,40})"
 SEED_TEMPLATE = r"mj:seed:(?P<task>[0-9A-Za-z_-]{1,40})"
+EXTEND_TEMPLATE = r"mj:ext:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>[0-3]):(?P<motion>high|low)"
 
 MAX_ROWS = 5
 ROW_WIDTH = 5
@@ -293,7 +295,26 @@ def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
         style = button.style if button.style in (1, 2, 3, 4) else 2
         custom_id = ACTION_ID.format(task=record.id, index=index)
         groups.append((_group(button.custom_id), ButtonSpec(custom_id, label, emoji, style)))
-    return layout_rows(groups)
+    return layout_rows(groups + relay_extend_buttons(record))
+
+
+def relay_extend_buttons(record: TaskRecord) -> list[tuple[str, ButtonSpec]]:
+    """A video made through a relay: its Extend buttons are ours (/submit/video action=extend with
+    the task id and the index), since relays refuse the server's own."""
+    if not record.extra.get("relay") or record.action != "VIDEO" or record.status != SUCCESS:
+        return []
+    count = sum(1 for b in record.buttons if _VIDEO_PICK.match(b.custom_id)) or 1
+    specs = []
+    for motion, word in (("low", "button.extend_low"), ("high", "button.extend_high")):
+        for index in range(min(count, 4)):
+            label = t(word, record.locale, n=index + 1)
+            specs.append(
+                (
+                    f"extend-{motion}",
+                    ButtonSpec(EXTEND_ID.format(task=record.id, index=index, motion=motion), label, "🎞️"),
+                )
+            )
+    return specs
 
 
 def change_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:

@@ -8,18 +8,21 @@ server's accounts (code 9), no account for video (3), video turned off (4).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
-from discord.ext import commands
 
+from bot import render
 from bot.errors import BotError
 from bot.prompts import clean_prompt
 from bot.responder import report_error
 from bot.upstream.accounts import RELAY
-from cogs._shared import begin, discard_thinking, read_image, submit_from_command
+from cogs._shared import ItemsCog, begin, discard_thinking, read_image, submit_click, submit_from_command
+from cogs.actions import load_finished
+from cogs.info import split_parameters
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -39,9 +42,42 @@ BATCHES = [
 ]
 
 
-class Video(commands.Cog):
-    def __init__(self, bot: MJBot) -> None:
-        self.bot = bot
+class ExtendButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.EXTEND_TEMPLATE):
+    """Extend one video of a relay's VIDEO task: /submit/video with action "extend", the task id and
+    the index (relays refuse the server's own Extend button). On trueai Discord accounts the new task
+    starts as UPSCALE and turns VIDEO under the same id; the tracker follows its label."""
+
+    def __init__(self, task_id: str, index: int, motion: str) -> None:
+        custom_id = render.EXTEND_ID.format(task=task_id, index=index, motion=motion)
+        super().__init__(discord.ui.Button(custom_id=custom_id))
+        self.task_id = task_id
+        self.index = index
+        self.motion = motion
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> ExtendButton:
+        return cls(match["task"], int(match["index"]), match["motion"])
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            parent = await load_finished(interaction, self.task_id)
+            prompt = split_parameters(parent.prompt)[0] or "extend"
+            await submit_click(
+                interaction,
+                parent,
+                f"ext:{self.index}:{self.motion}",
+                lambda client: client.video(prompt, motion=self.motion, extend=(parent.id, self.index)),
+                action="VIDEO",
+                prompt=prompt,
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class Video(ItemsCog):
+    items = (ExtendButton,)
 
     @app_commands.command(name=_("video"), description=_("Animate an image into short videos"))
     @app_commands.describe(

@@ -246,3 +246,23 @@ async def test_a_video_through_a_relay_offers_no_button_the_relay_refuses(
     await discord_fake.wait_for(lambda: is_video_result(message) and message.buttons, timeout=15, what="the video")
     labels = [r.label or r.emoji for r in message.buttons]
     assert not [label for label in labels if label in ("U1", "U2", "U3", "U4")] and "🔄" in labels
+
+
+async def test_extend_through_a_relay_is_submit_video_and_one_task_while_its_label_changes(
+    runner: BotRunner, discord_fake: FakeDiscord, relay: SimulatedProxy
+) -> None:
+    from tests.conftest import API_KEY
+
+    bot = await start_on(runner, relay, key=API_KEY, style="bearer")
+    message = await video(discord_fake)
+    await discord_fake.wait_for(lambda: is_video_result(message) and message.buttons, timeout=15, what="the video")
+    parent_id = next(iter(relay.tasks))
+    extended = await click_for_new_message(discord_fake, message, "Extend 2")
+    await discord_fake.wait_for(lambda: is_video_result(extended), timeout=15, what="the extension")
+    body = relay.submits("/submit/video")[-1].json
+    assert (body["action"], body["taskId"], body["index"], body["motion"]) == ("extend", parent_id, 1, "low")
+    child_id = body and next(t for t in relay.tasks if t != parent_id)
+    versions = [v.embeds[0]["title"] for v in extended.history if v.embeds]
+    assert "Upscale" in versions and versions[-1] == "Video"  # the label changed, the message stayed one
+    records = [r for r in await bot.store.recent_tasks(discord_fake.member.id, 10) if r.id == child_id]
+    assert len(records) == 1 and records[0].action == "VIDEO"
