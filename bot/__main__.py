@@ -177,9 +177,9 @@ async def run(settings: Settings) -> None:
         except (OSError, TimeoutError, aiohttp.ClientError, discord.GatewayNotFound, discord.DiscordServerError) as exc:
             if bot.user is not None:  # logged in: the failure is ours (setup_hook), not Discord's
                 raise
-            raise cli.StartupFailure(
-                f"Cannot reach Discord ({cli._why(exc)}): check this machine's network and DNS", cli.EXIT_DISCORD
-            ) from None
+            reason = cli.describe_error(exc)
+            message = f"Cannot reach Discord ({reason}): check this machine's network and DNS"
+            raise cli.StartupFailure(message, cli.EXIT_DISCORD) from None
         finally:
             await graceful.wait()
             graceful.remove()
@@ -198,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"Configuration error: {exc}", json_lines=json_lines)
         return 2
     setup_logging(settings.log_level, settings.log_format, secrets=secrets_of(settings))
+    from bot import cli  # after --help: it imports the storage and API layers
+
     command = args.command or "run"
     try:
         return _dispatch(command, args, settings)
@@ -210,14 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except discord.PrivilegedIntentsRequired:
         log.critical("Discord refused an intent this bot asks for: check the Bot tab in the Developer Portal")
         return 2
+    except cli.StartupFailure as exc:
+        log.critical("%s", exc)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
-        from bot.cli import StartupFailure
-
-        if isinstance(exc, StartupFailure):
-            log.critical("%s", exc)
-            return exc.exit_code
         log.critical("The bot stopped on an unexpected error", exc_info=exc)
         return 1
 

@@ -65,7 +65,8 @@ class Verdict:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.subject}: {self.detail}"
 
 
-def _why(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """'TypeName: message', one line (for verdicts and start-up failures)."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -188,7 +189,7 @@ async def probe_database(settings: Settings) -> Verdict:
         try:
             connection = await asyncio.wait_for(asyncpg.connect(target), PROBE_TIMEOUT)
         except Exception as exc:  # asyncpg raises many kinds; each is a verdict here, not a crash
-            return Verdict("database", False, f"{name} cannot be reached ({_why(exc)}): check DATABASE_URL")
+            return Verdict("database", False, f"{name} cannot be reached ({describe_error(exc)}): check DATABASE_URL")
         try:
             version = await connection.fetchval("SHOW server_version")
         finally:
@@ -209,7 +210,7 @@ def _probe_sqlite(path: Path, name: str) -> Verdict:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as exc:
-        return Verdict("database", False, f"{name} cannot be read ({_why(exc)})")
+        return Verdict("database", False, f"{name} cannot be read ({describe_error(exc)})")
     if not _writable(path) or not _writable(path.parent):
         return Verdict("database", False, f"{name} (schema {version}) is not writable by this user")
     return Verdict("database", True, f"{name} (schema version {version})")
@@ -254,7 +255,7 @@ async def probe_discord(settings: Settings) -> Verdict:
     except discord.LoginFailure:
         return Verdict("Discord", False, "rejected DISCORD_TOKEN: reset it in the Developer Portal and copy it again")
     except (OSError, TimeoutError, discord.HTTPException) as exc:
-        return Verdict("Discord", False, f"cannot be reached ({_why(exc)})")
+        return Verdict("Discord", False, f"cannot be reached ({describe_error(exc)})")
     finally:
         await client.close()
 
@@ -362,10 +363,10 @@ async def preflight_database(settings: Settings) -> None:
         if not known:
             raise
         if is_postgres(target):
-            message = f"Database unreachable: {describe_database(target)} ({_why(exc)}): check DATABASE_URL"
+            message = f"Database unreachable: {describe_database(target)} ({describe_error(exc)}): check DATABASE_URL"
         else:
             message = (
-                f"Cannot create or open the database, {describe_database(target)} ({_why(exc)}): "
+                f"Cannot create or open the database, {describe_database(target)} ({describe_error(exc)}): "
                 "check DATABASE_PATH, and that its folder exists or can be made and this user may write it"
             )
         raise StartupFailure(message, EXIT_DATABASE) from None
