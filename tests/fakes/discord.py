@@ -1007,6 +1007,8 @@ class FakeDiscord:
         self.heartbeats = 0
         self.rate_limits_sent = 0
         self.failures_sent = 0
+        #: An interaction token's life (Discord: 15 minutes); after it, webhook routes answer 401 (50027).
+        self.interaction_token_seconds = 900.0
 
         self._faults: list[_Fault] = []
         self._channel_limit: tuple[int, float] | None = None
@@ -2769,6 +2771,8 @@ class FakeDiscord:
         handle = self._by_token.get(req.params["token"])
         if int(req.params["application_id"]) != self.application_id or handle is None:
             raise _unknown("Webhook")
+        if asyncio.get_running_loop().time() - handle.created_at >= self.interaction_token_seconds:
+            raise _HTTPError(401, "Invalid Webhook Token", 50027)
         return handle
 
     def _webhook_message(self, handle: InteractionHandle, ref: str) -> FakeMessage:
