@@ -209,6 +209,9 @@ class Settings:
     # Discord's per-channel write window (5 writes per 5 s), which the tracker paces to; only a
     # stand-in for Discord with other buckets (the tests' fake) needs another value.
     discord_channel_window: float = 5.0
+    # Bot-token writes per second, all bot processes together (Discord allows 50 per bot token;
+    # edits through an interaction's token are exempt). Each process takes its share.
+    discord_write_budget: int = 45
     dev_guild_id: int | None = None
     sync_commands: bool = True
     poll_interval: float = 3.0
@@ -304,6 +307,7 @@ class Settings:
             lease_seconds=_float(env, "LEASE_SECONDS", 30.0, minimum=2.0),
             stall_seconds=_float(env, "STALL_SECONDS", 120.0, minimum=1.0),
             discord_channel_window=_float(env, "DISCORD_CHANNEL_WINDOW", 5.0, minimum=0.01),
+            discord_write_budget=_int(env, "DISCORD_WRITE_BUDGET", 45, minimum=1),
             dev_guild_id=int(dev_guild) if dev_guild else None,
             sync_commands=_bool(env, "SYNC_COMMANDS", True),
             poll_interval=_float(env, "POLL_INTERVAL", 3.0, minimum=0.05),
