@@ -2845,6 +2845,7 @@ class FakeDiscord:
         message: FakeMessage | None = None,
         locale: str = "en-US",
         guild_locale: str | None = None,
+        deliver: bool = True,
     ) -> InteractionHandle:
         target = self._user(user)
         chan = self._channel(channel)
@@ -2903,6 +2904,8 @@ class FakeDiscord:
         )
         self.interactions[iid] = handle
         self._by_token[token] = handle
+        if not deliver:
+            return handle
         if not await self.dispatch("INTERACTION_CREATE", payload, guild_id=chan.guild_id):
             raise RuntimeError("no gateway session receives this interaction: is the bot connected?")
         return handle
@@ -3077,6 +3080,16 @@ class FakeDiscord:
         if resolved:
             data["resolved"] = resolved
         return data
+
+    async def open_interaction(
+        self, *, user: FakeUser | FakeMember | int, channel: FakeChannel | int, name: str = "imagine"
+    ) -> InteractionHandle:
+        """A slash-command interaction that is not delivered through the gateway: for tests of code
+        that only speaks REST (the tracker), which answer it themselves through its callback route.
+        Age it with ``handle.created_at -= seconds`` (its token expires after
+        ``interaction_token_seconds``)."""
+        data = {"id": str(self.new_id()), "name": name, "type": 1, "options": []}
+        return await self._send_interaction(2, data, user=user, channel=channel, deliver=False)
 
     async def slash(
         self,
