@@ -1,0 +1,212 @@
+"""Issue 16: the tracker writes through a task's interaction token while it lives, then with the bot
+token, and keeps its bot-token writes within one budget.
+
+Real discord.py (its HTTP client and its webhook adapter) against the fake Discord, which refuses an
+interaction token once it is `interaction_token_seconds` old (401, code 50027) and logs every
+request; the simulated API (clock "reads": each read advances a task one step); the real store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+
+from bot.images import ImageFetcher
+from bot.storage.sqlite import Store, TaskRecord
+from bot.tracking.tracker import Tracker, TrackerSettings
+from bot.upstream.client import MJClient, UpstreamConfig
+from bot.upstream.simulator import SimulatedProxy
+from tests.fakes.discord import FakeDiscord, InteractionHandle, RecordedRequest
+
+TOKEN = "fake-bot-token"
+
+
+class World:
+    """The fake Discord, the simulated API, a logged-in discord.py client and a store."""
+
+    def __init__(self, fake: FakeDiscord, proxy: SimulatedProxy, client: discord.Client, store: Store) -> None:
+        self.fake = fake
+        self.proxy = proxy
+        self.client = client
+        self.store = store
+        self.upstream = MJClient(UpstreamConfig(base_url=proxy.base_url, api_key=""))
+        self.fetcher = ImageFetcher()
+
+    async def command(self) -> InteractionHandle:
+        """A slash command answered with the task's message (callback type 4), as /imagine does."""
+        handle = await self.fake.open_interaction(user=self.fake.member, channel=self.fake.channel)
+        url = f"{self.fake.api_base}/interactions/{handle.id}/{handle.token}/callback"
+        async with aiohttp.ClientSession() as http, http.post(url, json={"type": 4, "data": {"content": "…"}}) as ok:
+            assert ok.status in (200, 204)
+        assert handle.original is not None
+        return handle
+
+    def row(self, task_id: str, handle: InteractionHandle | None, *, age: float = 0.0) -> TaskRecord:
+        """The task's row as the cogs leave it; `age`: seconds since the interaction was created."""
+        if handle is not None:
+            handle.created_at -= age  # the fake's clock for the token's life
+        return TaskRecord(
+            id=task_id,
+            action="IMAGINE",
+            user_id=self.fake.member.id,
+            channel_id=self.fake.channel.id,
+            guild_id=self.fake.guild.id,
+            message_id=handle.original.id if handle is not None and handle.original is not None else None,
+            prompt="a cat",
+            created_at=time.time(),
+            interaction_token=handle.token if handle is not None else None,
+            interaction_at=time.time() - age if handle is not None else None,
+        )
+
+    def tracker(self, **settings: Any) -> Tracker:
+        config = TrackerSettings(poll_interval=0.05, **settings)
+        return Tracker(self.client, self.store, {"default": self.upstream}, self.fetcher, config)
+
+    async def run_until(self, tracker: Tracker, done: Callable[[], bool], timeout: float = 20.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while not done():
+                await tracker.run_cycle()
+                await asyncio.sleep(0.05)
+
+    def writes(self, message_id: int | None = None) -> list[RecordedRequest]:
+        """Message writes (posts, edits, followups), oldest first; those of one message if given."""
+        found = [
+            r
+            for r in self.fake.requests
+            if r.method in ("POST", "PATCH") and ("/messages" in r.path or r.path.startswith("/webhooks/"))
+        ]
+        if message_id is None:
+            return found
+        return [r for r in found if r.path.endswith(f"/messages/{message_id}") or r.path.endswith("/@original")]
+
+
+def through_token(request: RecordedRequest) -> bool:
+    return request.path.startswith("/webhooks/")
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with (
+        FakeDiscord(token=TOKEN) as fake,
+        SimulatedProxy(flavor="relay", clock="reads", progress_steps=3, image_size=64) as proxy,
+    ):
+        store = await Store.open(tmp_path / "bot.sqlite3")
+        client = discord.Client(intents=discord.Intents.none())
+        await client.login(TOKEN)
+        world = World(fake, proxy, client, store)
+        try:
+            yield world
+        finally:
+            await client.close()
+            await world.upstream.aclose()
+            await world.fetcher.aclose()
+            await store.close()
+
+
+async def test_a_commands_message_is_edited_through_its_interaction_token_while_it_lives(world: World) -> None:
+    handle = await world.command()
+    task_id = world.proxy.add_task("a cat")
+    await world.store.insert_many([world.row(task_id, handle)])
+    tracker = world.tracker()
+    await tracker.resume()
+    await world.run_until(tracker, lambda: not tracker.active_ids)
+    await tracker.stop()
+
+    writes = world.writes()
+    assert len(writes) >= 2 and all(through_token(r) for r in writes)  # progress and the result
+    assert writes[-1].files  # the result's picture, uploaded once
+    assert handle.original is not None and handle.original.attachments and handle.original.buttons
+    assert world.fake.failed_requests == []
+    stored = await world.store.get_task(task_id)
+    assert stored is not None and stored.delivered and stored.interaction_token is None  # forgotten once done
+
+
+async def test_the_bot_token_takes_over_before_the_interaction_token_expires(world: World) -> None:
+    """Tokens live 1 s here and the tracker trusts them for 0.5 s: the switch comes before any 401."""
+    world.fake.interaction_token_seconds = 1.0
+    young, old = await world.command(), await world.command()
+    young_id, old_id = world.proxy.add_task("young"), world.proxy.add_task("old")
+    await world.store.insert_many([world.row(young_id, young), world.row(old_id, old, age=0.7)])
+    tracker = world.tracker(interaction_seconds=0.5)
+    await tracker.resume()
+    await world.run_until(tracker, lambda: any(through_token(r) for r in world.writes(young.original.id)))  # type: ignore[union-attr]
+    await asyncio.sleep(1.0)  # now the young token is past its life on the fake too
+    await world.run_until(tracker, lambda: not tracker.active_ids)
+    await tracker.stop()
+
+    young_writes = world.writes(young.original.id)  # type: ignore[union-attr]
+    assert through_token(young_writes[0]) and not through_token(young_writes[-1]) and young_writes[-1].files
+    assert not any(through_token(r) for r in world.writes(old.original.id))  # type: ignore[union-attr]
+    assert world.fake.failed_requests == []  # no 401
+    for handle in (young, old):
+        assert handle.original is not None and handle.original.attachments
+
+
+async def test_a_restart_with_a_live_token_goes_on_using_it(world: World, tmp_path: Path) -> None:
+    handle = await world.command()
+    task_id = world.proxy.add_task("a cat")
+    await world.store.insert_many([world.row(task_id, handle)])
+    first = world.tracker()
+    await first.resume()
+    await world.run_until(first, lambda: len(world.writes()) >= 1)
+    await first.stop()
+    await world.store.close()
+
+    world.store = await Store.open(tmp_path / "bot.sqlite3")  # a new process: only the row remembers
+    second = world.tracker()
+    assert await second.resume() == 1
+    before = len(world.writes())
+    await world.run_until(second, lambda: not second.active_ids)
+    await second.stop()
+
+    after = world.writes()[before:]
+    assert after and all(through_token(r) for r in after) and after[-1].files
+    assert world.fake.failed_requests == []
+
+
+async def test_the_interaction_token_never_reaches_a_log(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.fake.interaction_token_seconds = 1.0
+    handle = await world.command()
+    task_id = world.proxy.add_task("a cat")
+    record = world.row(task_id, handle)
+    assert handle.token not in repr(record)
+    await world.store.insert_many([record])
+    tracker = world.tracker(interaction_seconds=0.3)
+    with caplog.at_level(logging.DEBUG):
+        await tracker.resume()
+        await world.run_until(tracker, lambda: len(world.writes()) >= 1)
+        world.fake.fail_next("/webhooks/", 401)  # a refused token is logged by status, not by URL
+        await asyncio.sleep(0.4)
+        await world.run_until(tracker, lambda: not tracker.active_ids)
+        await tracker.stop()
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert handle.token not in logged
+
+
+async def test_bot_token_writes_stay_within_the_budget_in_every_second(world: World) -> None:
+    """Forty tasks without a token, one per channel (no channel bucket in the way): the budget of 5
+    per second holds in every second, and every result lands."""
+    channels = [world.fake.add_channel(f"c{i}") for i in range(40)]
+    rows = []
+    for channel in channels:
+        task_id = world.proxy.add_task(f"task in {channel.name}")
+        rows.append(replace(world.row(task_id, None), channel_id=channel.id))
+    await world.store.insert_many(rows)
+    tracker = world.tracker(write_budget=5)
+    await tracker.resume()
+    await world.run_until(tracker, lambda: not tracker.active_ids, timeout=60)
+    await tracker.stop()
+
+    times = sorted(r.at for r in world.writes())
+    assert sum(1 for r in world.writes() if r.files) == 40
+    assert all(later - earlier >= 1.0 for earlier, later in zip(times, times[5:], strict=False))
+    assert world.fake.rate_limits_sent == 0 and world.fake.failed_requests == []
