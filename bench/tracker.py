@@ -237,7 +237,7 @@ async def run_one(args: argparse.Namespace) -> dict[str, Any]:
             settings = TrackerSettings(
                 poll_interval=args.poll_interval,
                 batch_size=args.batch_size,
-                global_edits=args.budget,
+                write_budget=args.budget,
             )
             fetcher = result_fetcher(AddressPolicy.trusting(urls["sim"]), settings.download_concurrency)
             if args.unpaced:  # the control: no pacing of our own, so the sink's 429s show

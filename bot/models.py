@@ -335,6 +335,10 @@ class TaskRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
+    # The interaction that showed the task (a command or a click): its message is edited through
+    # this token for the token's first minutes (bot/tracking/writer.py). A secret: out of repr.
+    interaction_token: str | None = field(default=None, repr=False)
+    interaction_at: float | None = None  # when Discord created that interaction (epoch seconds)
 
     @classmethod
     def from_row(cls, row: Row) -> TaskRecord:

@@ -32,7 +32,8 @@ class Leases:
     """Claims, renews, balances and fences the leases of this process's tasks.
 
     Adds the tasks it claims to `tasks`; lets go of lost ones through `forget` (the tracker's, which
-    also drops their pending writes) and calls `on_taken_over` when it took over orphans.
+    also drops their pending writes) and calls `on_taken_over` when it took over orphans, and
+    `on_census` with the number of live processes (this one included) at each round of upkeep.
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Leases:
         clock: Callable[[], float],
         forget: Callable[[TaskKey], None],
         on_taken_over: Callable[[], None],
+        on_census: Callable[[int], None],
     ) -> None:
         self._store = store
         self._tasks = tasks
@@ -51,6 +53,7 @@ class Leases:
         self._clock = clock
         self._forget = forget
         self._on_taken_over = on_taken_over
+        self._on_census = on_census
         self._delivered: dict[str, float] = {}  # recently delivered task ids (clock time)
         self._fence_next: tuple[set[TaskKey], asyncio.Future[set[TaskKey]]] | None = None  # for the next fence
         self._fencer: asyncio.Task[None] | None = None
@@ -144,6 +147,7 @@ class Leases:
         """How many free tasks to take over: up to an even share of all in flight among the live
         processes, so the survivors of a crash split its tasks instead of the first one taking all."""
         in_flight, others = await self._store.lease_census()
+        self._on_census(others + 1)
         return -(-in_flight // (others + 1)) - len(self._tasks)
 
     def _task(self, key: TaskKey) -> TrackedTask | None:

@@ -31,6 +31,7 @@ TRACKED_COLUMNS = (
     "message_id",
     "shown",
     "delivered",
+    "interaction_token",  # cleared once the task is delivered
 )
 
 

@@ -45,11 +45,15 @@ class TrackerSettings:
     # An upstream whose batch takes longer than this is slow: its reads are spaced out like errors.
     slow_read_seconds: float = 5.0
     max_backoff: float = 60.0
-    # Discord: about 5 message writes per 5 s per channel. `global_edits` (per second, all channels;
-    # 0 = none of our own) leaves room under the bot-wide limit of 50 requests per second.
+    # Discord: about 5 message writes per 5 s per channel (and per interaction token).
     channel_edits: int = 5
     channel_window: float = _configured("discord_channel_window")
-    global_edits: int = 0
+    # Bot-token writes per second, all processes together (Discord allows 50 per bot token); each
+    # process takes budget / live processes. Interaction-token writes are not counted by Discord.
+    write_budget: int = _configured("discord_write_budget")
+    # How long after its interaction a task's message is written through the interaction's token
+    # (Discord refuses it after 15 minutes; the minute to spare covers clock skew and slow writes).
+    interaction_seconds: float = 14 * 60.0
     # Writes of each channel window that progress leaves free for final results and first posts.
     final_reserve: int = 2
     # Progress edits per second, all channels together (0 = no cap). Progress is the optional part:
@@ -70,6 +74,7 @@ class TrackerSettings:
             max_upload_bytes=settings.max_upload_bytes,
             stall_seconds=settings.stall_seconds,
             channel_window=settings.discord_channel_window,
+            write_budget=settings.discord_write_budget,
         )
 
 
@@ -87,6 +92,7 @@ class TrackerCounters:
     edits_skipped: int = 0  # reads whose result showed nothing new: no edit
     progress_coalesced: int = 0  # progress states replaced by a newer one before their edit left
     write_failures: int = 0  # writes Discord refused (retried later)
+    progress_skipped: int = 0  # progress edits dropped because the bot-token budget was spent
     timeouts: int = 0
     stall_reads: int = 0  # single reads of tasks that had not moved for stall_seconds
     cpu_seconds: float = 0.0  # CPU time spent inside run_cycle

@@ -119,7 +119,13 @@ class Tracker:
             on_read_done=self._saves.save_soon,
         )
         self._leases = Leases(
-            store, self._tasks, settings, clock=clock, forget=self.forget, on_taken_over=self._wake_up
+            store,
+            self._tasks,
+            settings,
+            clock=clock,
+            forget=self.forget,
+            on_taken_over=self._wake_up,
+            on_census=self._share_budget,
         )
         self._writer = DiscordWriter(
             client,
@@ -129,6 +135,7 @@ class Tracker:
             settings,
             self.counters,
             clock=clock,
+            wall=wall,
             still_ours=self._leases.still_ours,
             finish=self._finish,
         )
@@ -137,6 +144,10 @@ class Tracker:
         self._requests_seen = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+
+    def _share_budget(self, processes: int) -> None:
+        """The bot-token budget is for all processes together: ours is an even share of it."""
+        self._writer.budget.set_processes(processes)
 
     # ---- lifecycle -------------------------------------------------------------------------------
 

@@ -6,7 +6,14 @@ collapses into one edit showing the newest state; final results and first posts 
 Each channel gets at most `channel_edits` writes per `channel_window` seconds (the size of
 Discord's per-channel bucket), so a busy channel is paced instead of drawing 429s, and a few shared
 slots (`edit_concurrency`, finals served first) keep one slow channel from holding up the rest.
-Edits use the bot token, so a task that outlives the 15-minute interaction token lands.
+
+Two tokens (issue 16). A task started by a command or a click carries its interaction's token: its
+message is edited through that token (Discord's interaction routes: exempt from the bot-wide limit,
+a bucket per token, which is paced like a channel) for `interaction_seconds` (14 minutes) after the
+interaction, then with the bot token, before the token's 15 minutes run out, so never a 401. Writes
+with the bot token share one budget (`WriteBudget`, DISCORD_WRITE_BUDGET per second over all
+processes): results first, then first posts; progress is skipped when the budget is short (its
+next change queues it again; the result shows the end anyway).
 
 A refused write is retried after a pause that doubles with each refusal in a row; a result's
 picture is downloaded once and re-uploaded (its link expires).
@@ -18,6 +25,8 @@ import asyncio
 import contextlib
 import io
 import logging
+import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -30,6 +39,7 @@ from bot.errors import BotError, DownloadRefused, DownloadTooLarge, NotMedia
 from bot.images import Media
 from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, TaskKey, TaskRecord
 from bot.net.fetcher import Fetcher
+from bot.tracking.limits import FIRST_POST, RESULT, WriteBudget
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.saving import PendingSaves
 from bot.tracking.settings import TrackerCounters, TrackerSettings
@@ -43,6 +53,16 @@ MAX_WRITE_RETRY = 60.0
 
 #: Ends the tracking of a task that needs nothing more from Discord: (its state before, after).
 Finisher = Callable[[TaskRecord, TaskRecord], None]
+
+
+class BudgetShort(Exception):
+    """A progress edit found the bot-token budget spent: skipped, not queued."""
+
+
+def token_key(task_id: str) -> int:
+    """The write queue's and pacer's key of a task written through its interaction token: a bucket
+    of its own (negative, so it never meets a channel id)."""
+    return -1 - zlib.crc32(task_id.encode())
 
 
 class DiscordWriter:
@@ -61,6 +81,7 @@ class DiscordWriter:
         counters: TrackerCounters,
         *,
         clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
         still_ours: Callable[[TaskKey], Awaitable[bool]],
         finish: Finisher,
     ) -> None:
@@ -74,7 +95,8 @@ class DiscordWriter:
         self._finish = finish
         self._queue = EditQueue()
         self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
-        self._global = ChannelPacer(settings.global_edits, 1.0, clock=clock) if settings.global_edits > 0 else None
+        self.budget = WriteBudget(settings.write_budget)
+        self._wall = wall
         self._progress_gate = RateGate(settings.progress_rate) if settings.progress_rate > 0 else None
         self._slots = PrioritySlots(settings.edit_concurrency, others_limit=max(1, settings.edit_concurrency // 2))
         self._downloads = asyncio.Semaphore(max(1, settings.download_concurrency))
@@ -117,18 +139,31 @@ class DiscordWriter:
         task = self._tasks.get(record.id)
         if task is not None and task.retry is not None:
             return  # a refused write waits for its retry, which will show the newest state
-        if not self._queue.push(record.channel_id, record.id, urgent=urgent) and not urgent:
+        key = self.write_key(record)
+        if not self._queue.push(key, record.id, urgent=urgent) and not urgent:
             self.counters.progress_coalesced += 1
-        if urgent and record.channel_id in self._kicks:
-            self._kicks[record.channel_id].set()  # its writer may be waiting for a progress slot
-        if record.channel_id not in self._workers:
-            self._workers[record.channel_id] = asyncio.create_task(
-                self._channel_worker(record.channel_id), name=f"mj-writes-{record.channel_id}"
-            )
+        if urgent and key in self._kicks:
+            self._kicks[key].set()  # its writer may be waiting for a progress slot
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._channel_worker(key), name=f"mj-writes-{key}")
+
+    def live_token(self, record: TaskRecord) -> str | None:
+        """The task's interaction token while the tracker may still write through it."""
+        token, created = record.interaction_token, record.interaction_at
+        if token and created is not None and self._wall() < created + self.settings.interaction_seconds:
+            return token
+        return None
+
+    def write_key(self, record: TaskRecord) -> int:
+        """Whose bucket a write of this task draws from: its interaction token's, or its channel's."""
+        if record.message_id is not None and self.live_token(record) is not None:
+            return token_key(record.id)
+        return record.channel_id
 
     async def _channel_worker(self, channel_id: int) -> None:
-        """Send one channel's queued writes, one at a time, within its pace. Progress leaves the
-        last writes of each window (`final_reserve`) to results, so a result rarely waits at all."""
+        """Send one channel's queued writes (or one interaction token's: `token_key`), one at a time,
+        within its pace. Progress leaves the last writes of each window (`final_reserve`) to
+        results, so a result rarely waits at all."""
         kick = self._kicks[channel_id] = asyncio.Event()
         try:
             while self._queue.pending(channel_id):
@@ -147,7 +182,7 @@ class DiscordWriter:
                 kick.clear()  # from here on, set only by a result queued while this write waits
                 try:
                     if urgent or self._progress_gate is None or await self._progress_gate.wait(kick):
-                        used = await self._write(task_id, urgent, kick)
+                        used = await self._write(channel_id, task_id, urgent, kick)
                     else:  # a result was queued in this channel meanwhile: it goes first
                         self._queue.push(channel_id, task_id, urgent=False)
                         used = False
@@ -155,8 +190,6 @@ class DiscordWriter:
                     self._writing.discard(task_id)
                 if used:
                     self._pacer.record(channel_id)
-                    if self._global is not None:
-                        self._global.record(0)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -166,15 +199,7 @@ class DiscordWriter:
                 del self._workers[channel_id]
                 self._kicks.pop(channel_id, None)
 
-    async def _global_turn(self) -> None:
-        """Wait until the bot-wide budget allows one more write (finals hold the slots first)."""
-        assert self._global is not None
-        wait = self._global.wait_time(0)
-        while wait > 0:
-            await asyncio.sleep(wait)
-            wait = self._global.wait_time(0)
-
-    async def _write(self, task_id: str, urgent: bool, result_waiting: asyncio.Event) -> bool:
+    async def _write(self, key: int, task_id: str, urgent: bool, result_waiting: asyncio.Event) -> bool:
         """Bring one task's message up to date. True if a request reached Discord (it counts
         against the channel's pace even when refused).
 
@@ -186,6 +211,9 @@ class DiscordWriter:
         if task is None or task.record.status == MODAL:
             return False
         record = task.record
+        if self.write_key(record) != key:  # its token aged out while the write waited: the channel paces it
+            self.queue(record, urgent=urgent)
+            return False
         try:
             if record.status in FINAL_STATUSES:
                 # The task's upstream slot first: results waiting on one slow image host hold none
@@ -195,15 +223,11 @@ class DiscordWriter:
                     if not go or not await self._still_ours(record.key):
                         return False
                     async with self._slots.hold(urgent=True):
-                        if self._global is not None:
-                            await self._global_turn()
                         return await self._deliver(record, data)
             if not await self._slots.acquire(urgent=urgent, unless=None if urgent else result_waiting):
-                self._queue.push(record.channel_id, task_id, urgent=False)  # after the result
+                self._queue.push(key, task_id, urgent=False)  # after the result
                 return False
             try:
-                if self._global is not None:
-                    await self._global_turn()
                 return await self._update(record)
             finally:
                 self._slots.release(urgent=urgent)
@@ -224,7 +248,11 @@ class DiscordWriter:
         fingerprint = parts.fingerprint()
         if fingerprint == record.shown and record.message_id is not None:
             return False
-        message = await self._send_or_edit(record, parts)
+        try:
+            message = await self._send_or_edit(record, parts)
+        except BudgetShort:
+            self.counters.progress_skipped += 1
+            return False
         if message is not None:
             current = self._tasks.get(record.id)
             if current is not None:
@@ -281,7 +309,12 @@ class DiscordWriter:
             return True
         result_url = message.attachments[0].url if message.attachments else record.result_url
         delivered = replace(
-            shown, shown=parts.fingerprint(), message_id=message.id, delivered=True, result_url=result_url
+            shown,
+            shown=parts.fingerprint(),
+            message_id=message.id,
+            delivered=True,
+            result_url=result_url,
+            interaction_token=None,  # done with it: the row keeps no live secret
         )
         self._finish(record, delivered)
         return True
@@ -308,41 +341,29 @@ class DiscordWriter:
     async def _send_or_edit(
         self, record: TaskRecord, parts: render.MessageParts, *, file: discord.File | None = None
     ) -> discord.Message | None:
-        """Edit the task's message (or post one if it has none / it was deleted). The message, or
-        None when Discord refused (retried later) or the channel is gone (tracking stops)."""
-        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
-        view = render.build_view(parts.buttons)
+        """Edit the task's message (or post one if it has none / it was deleted): through its
+        interaction token while that lives, else with the bot token within the budget. The
+        message, or None when Discord refused (retried later) or the channel is gone (tracking
+        stops). BudgetShort: a progress edit found the bot-token budget spent."""
+        token = self.live_token(record)
         try:
-            if record.message_id is not None:
-                try:
-                    # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
-                    message = await channel.get_partial_message(record.message_id).edit(
-                        content=parts.content,
-                        embed=parts.embed,
-                        view=view,
-                        attachments=[file] if file is not None else MISSING,
-                    )
+            if token is not None and record.message_id is not None:
+                edited = await self._edit_through_interaction(record, token, parts, file)
+                if edited is not None:
                     self._wrote(record.id)
-                    return message
-                except discord.NotFound:
-                    log.info("Message of task %s was deleted; posting a new one", record.id)
-                    if file is not None:
-                        file.reset()
-            message = await channel.send(
-                content=parts.content,
-                embed=parts.embed,
-                view=view if view is not None else MISSING,
-                file=file if file is not None else MISSING,
-            )
-            self._wrote(record.id)
-            return message
+                    return edited
+                if file is not None:
+                    file.reset()
+            return await self._bot_token_write(record, parts, file)
+        except BudgetShort:
+            raise
         except discord.NotFound:
             log.warning("Channel %s of task %s is gone; stopping its tracking", record.channel_id, record.id)
-            self._finish(record, replace(record, delivered=True))
+            self._finish(record, replace(record, delivered=True, interaction_token=None))
             return None
         except discord.Forbidden:
             log.warning("No permission to post task %s in channel %s; stopping", record.id, record.channel_id)
-            self._finish(record, replace(record, delivered=True))
+            self._finish(record, replace(record, delivered=True, interaction_token=None))
             return None
         except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             status = getattr(exc, "status", type(exc).__name__)
@@ -351,6 +372,78 @@ class DiscordWriter:
             urgent = record.status in FINAL_STATUSES or record.message_id is None
             self._retry_later(record.id, urgent)
             return None
+
+    async def _edit_through_interaction(
+        self, record: TaskRecord, token: str, parts: render.MessageParts, file: discord.File | None
+    ) -> discord.Message | None:
+        """Edit through the interaction's token (its own bucket; discord.py's webhook adapter honours
+        its X-RateLimit headers and retry_after). None: the message is gone, or Discord no longer
+        takes the token (401): the bot token goes on from here."""
+        assert record.message_id is not None
+        webhook = discord.Webhook.partial(self._client.application_id or 0, token, client=self._client)
+        view = render.build_view(parts.buttons)
+        try:
+            # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
+            return await webhook.edit_message(
+                record.message_id,
+                content=parts.content,
+                embed=parts.embed,
+                view=view,
+                attachments=[file] if file is not None else MISSING,
+            )
+        except discord.NotFound:
+            log.info("Message of task %s was deleted; posting a new one", record.id)
+        except discord.HTTPException as exc:
+            if exc.status != 401:
+                raise
+            log.warning("Discord refused the interaction token of task %s (401); using the bot token", record.id)
+        self._drop_token(record.id)
+        return None
+
+    def _drop_token(self, task_id: str) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None:
+            task.record = replace(task.record, interaction_token=None)
+
+    async def _bot_token_write(
+        self, record: TaskRecord, parts: render.MessageParts, file: discord.File | None
+    ) -> discord.Message:
+        """Edit (or post) with the bot token, each request within the budget."""
+        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+        view = render.build_view(parts.buttons)
+        if record.message_id is not None and self.live_token(record) is None:
+            await self._take_budget(record)
+            try:
+                # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
+                message = await channel.get_partial_message(record.message_id).edit(
+                    content=parts.content,
+                    embed=parts.embed,
+                    view=view,
+                    attachments=[file] if file is not None else MISSING,
+                )
+                self._wrote(record.id)
+                return message
+            except discord.NotFound:
+                log.info("Message of task %s was deleted; posting a new one", record.id)
+                if file is not None:
+                    file.reset()
+        await self._take_budget(record, first_post=True)
+        message = await channel.send(
+            content=parts.content,
+            embed=parts.embed,
+            view=view if view is not None else MISSING,
+            file=file if file is not None else MISSING,
+        )
+        self._wrote(record.id)
+        return message
+
+    async def _take_budget(self, record: TaskRecord, *, first_post: bool = False) -> None:
+        if record.status in FINAL_STATUSES:
+            await self.budget.take(RESULT)
+        elif first_post or record.message_id is None:
+            await self.budget.take(FIRST_POST)
+        elif not self.budget.try_take():
+            raise BudgetShort
 
     def _wrote(self, task_id: str) -> None:
         self.counters.edits_sent += 1
