@@ -118,6 +118,8 @@ def rows_for(tasks: list[dict[str, Any]], per_channel: int) -> list[TaskRecord]:
             status="",
             progress=0,
             created_at=now,
+            interaction_token=task.get("token"),  # started by a slash command (bench/sink.py)
+            interaction_at=task.get("token_at"),
         )
         records.append(replace(record, shown=render.render_task(record).fingerprint()))
     return records
@@ -238,10 +240,11 @@ async def run_one(args: argparse.Namespace) -> dict[str, Any]:
                 poll_interval=args.poll_interval,
                 batch_size=args.batch_size,
                 write_budget=args.budget,
+                interaction_seconds=YOUNG_SECONDS / args.time_factor,
             )
             fetcher = result_fetcher(AddressPolicy.trusting(urls["sim"]), settings.download_concurrency)
             if args.unpaced:  # the control: no pacing of our own, so the sink's 429s show
-                settings = replace(settings, channel_edits=1_000_000, final_reserve=0)
+                settings = replace(settings, channel_edits=1_000_000, final_reserve=0, write_budget=1_000_000)
             rss_before = current_rss_mb()
             peak_before = peak_rss_mb()
 

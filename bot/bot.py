@@ -24,6 +24,7 @@ from bot.policy import Policy, channel_info_from
 from bot.responder import report_error
 from bot.storage.factory import open_store
 from bot.storage.protocols import Storage
+from bot.tracking.limits import InvalidRequests
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tracker import Tracker
 from bot.upstream.capabilities import CapabilityMemory
@@ -86,6 +87,10 @@ class MJBot(commands.AutoShardedBot):
         intents.guilds = True
         options.setdefault("shard_count", settings.shard_count)
         options.setdefault("shard_ids", list(settings.shard_ids) if settings.shard_ids is not None else None)
+        #: 401/403/429 answers of the last 10 minutes (Discord bans the IP at 10,000): counted on
+        #: every response of the bot's HTTP session, warned about long before.
+        self.invalid_requests = InvalidRequests()
+        options.setdefault("http_trace", self.invalid_requests.trace_config())
         super().__init__(
             **options,
             command_prefix=commands.when_mentioned,
