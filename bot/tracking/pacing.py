@@ -207,14 +207,16 @@ class PrioritySlots:
 
 
 class RateGate:
-    """At most `rate` passes per second (a burst of one second's worth), first come first served;
-    a waiter can be called away (`unless`). One timer for all waiters, so a thousand channels waiting
-    for a progress edit cost nothing until their turn."""
+    """At most `rate` passes per second (a burst of one second's worth), first come first served
+    except that `first` waiters (a task's first progress edit) go before the others; a waiter can be
+    called away (`unless`). One timer for all waiters, so a thousand channels waiting for a progress
+    edit cost nothing until their turn."""
 
     def __init__(self, rate: float) -> None:
         self._interval = 1.0 / rate
         self._slack = max(0.0, 1.0 - self._interval)  # how far ahead passes may run: one second's worth
         self._due = 0.0  # theoretical time of the next pass (GCRA): passes are spaced `_interval` apart
+        self._first: deque[asyncio.Future[None]] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -224,28 +226,29 @@ class RateGate:
         self._due = max(self._due, now) + self._interval
         return True
 
-    async def wait(self, unless: asyncio.Event) -> bool:
+    async def wait(self, unless: asyncio.Event, *, first: bool = False) -> bool:
         """True: pass now. False: `unless` was set first (no pass used)."""
-        if not self._waiters and self._try_pass(time.monotonic()):
+        if not self._first and not self._waiters and self._try_pass(time.monotonic()):
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
+        (self._first if first else self._waiters).append(future)
         self._schedule()
         return await _granted_unless(future, unless)
 
     def _schedule(self) -> None:
-        if self._timer is None and self._waiters:
+        if self._timer is None and (self._first or self._waiters):
             delay = max(0.0, self._due - self._slack - time.monotonic())
             self._timer = asyncio.get_running_loop().call_later(delay, self._release)
 
     def _release(self) -> None:
         self._timer = None
         now = time.monotonic()
-        while self._waiters:
-            if self._waiters[0].done():
-                self._waiters.popleft()  # gave up waiting
-            elif self._try_pass(now):
-                self._waiters.popleft().set_result(None)
-            else:
-                break
+        for waiters in (self._first, self._waiters):
+            while waiters:
+                if waiters[0].done():
+                    waiters.popleft()  # gave up waiting
+                elif self._try_pass(now):
+                    waiters.popleft().set_result(None)
+                else:
+                    break
         self._schedule()

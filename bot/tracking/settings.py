@@ -57,9 +57,10 @@ class TrackerSettings:
     # Writes of each channel window that progress leaves free for final results and first posts.
     final_reserve: int = 2
     # Progress edits per second, all channels together (0 = no cap). Progress is the optional part:
-    # at thousands of tasks it would take the CPU and Discord's bot-wide budget (50 requests/s) from
-    # results. Below the cap (about a hundred running tasks) it changes nothing.
-    progress_rate: float = 40.0
+    # at thousands of tasks it would take the CPU from results (bot-token progress is also held to
+    # the write budget). A task's first progress edit goes before the others, so every task shows
+    # one; below the cap (a few hundred running tasks) it changes nothing.
+    progress_rate: float = 100.0
     # Tasks claimed per database round trip when taking over (start-up, or a process that died).
     claim_batch: int = 1000
 

@@ -21,6 +21,7 @@ class TrackedTask:
     stall_read: float = 0.0  # when it was last read on its own because it had not moved
     # The Discord writer (bot/tracking/writer.py).
     write_failures: int = 0  # refusals in a row: the next retry waits twice as long
+    shown_states: int = 0  # states written since tracking (re)started: the first goes before other progress
     download_failures: int = 0
     retry: asyncio.TimerHandle | None = None  # a refused write waiting to be tried again
     # Leases (bot/tracking/leases.py): when the lease was last confirmed ours (time.monotonic).

@@ -178,10 +178,12 @@ class DiscordWriter:
                 if item is None:
                     break
                 task_id, urgent = item
+                tracked = self._tasks.get(task_id)
+                first = tracked is not None and tracked.shown_states == 0
                 self._writing.add(task_id)
                 kick.clear()  # from here on, set only by a result queued while this write waits
                 try:
-                    if urgent or self._progress_gate is None or await self._progress_gate.wait(kick):
+                    if urgent or self._progress_gate is None or await self._progress_gate.wait(kick, first=first):
                         used = await self._write(channel_id, task_id, urgent, kick)
                     else:  # a result was queued in this channel meanwhile: it goes first
                         self._queue.push(channel_id, task_id, urgent=False)
@@ -259,6 +261,7 @@ class DiscordWriter:
                 updated = replace(current.record, shown=fingerprint, message_id=message.id)
                 self._saves.note(current.record, updated)
                 current.record = updated
+                current.shown_states += 1
                 if updated.status not in FINAL_STATUSES:
                     self._queue.demote(record.id)  # queued while it had no message: now only progress
                 self._saves.save_soon()
