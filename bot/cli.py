@@ -216,6 +216,62 @@ def _probe_sqlite(path: Path, name: str) -> Verdict:
     return Verdict("database", True, f"{name} (schema version {version})")
 
 
+async def probe_stored_keys(settings: Settings) -> Verdict:
+    """Can KEY_ENCRYPTION_KEY decrypt the API keys admins stored? Read-only: a `check` run by a newer
+    version next to a running bot must not migrate or rewrite its database."""
+    try:
+        tokens = await _stored_key_tokens(settings.database)
+    except Exception as exc:  # the database verdict already says why; this one only notes it
+        return Verdict("stored API keys", False, f"not checked: the database could not be read ({describe_error(exc)})")
+    if not tokens:
+        return Verdict("stored API keys", True, "none (keys added with /mjadmin key add are stored encrypted)")
+    if not settings.key_encryption_key:
+        return Verdict(
+            "stored API keys", False, f"{len(tokens)} stored, but KEY_ENCRYPTION_KEY is not set: the bot will not start"
+        )
+    from bot.upstream.keys import KeyCipher
+
+    cipher = KeyCipher(settings.key_encryption_key)
+    unreadable = 0
+    for token in tokens:
+        try:
+            cipher.decrypt(token)
+        except Exception:  # cryptography's InvalidToken, or a damaged row
+            unreadable += 1
+    if unreadable:
+        return Verdict(
+            "stored API keys",
+            False,
+            f"{unreadable} of {len(tokens)} cannot be decrypted with KEY_ENCRYPTION_KEY: the bot will not start",
+        )
+    return Verdict("stored API keys", True, f"{len(tokens)} stored, all decrypt with KEY_ENCRYPTION_KEY")
+
+
+async def _stored_key_tokens(target: str) -> list[str]:
+    """The encrypted secrets in api_keys; none when there is no database or no such table yet."""
+    if is_postgres(target):
+        import asyncpg
+
+        connection = await asyncio.wait_for(asyncpg.connect(target), PROBE_TIMEOUT)
+        try:
+            if not await connection.fetchval("SELECT to_regclass('api_keys') IS NOT NULL"):
+                return []
+            return [row["token"] for row in await connection.fetch("SELECT token FROM api_keys")]
+        finally:
+            await connection.close()
+    return await asyncio.to_thread(_sqlite_key_tokens, Path(sqlite_path(target)))
+
+
+def _sqlite_key_tokens(path: Path) -> list[str]:
+    if str(path) == ":memory:" or not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        found = connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'api_keys'")
+        if found.fetchone() is None:
+            return []
+        return [row[0] for row in connection.execute("SELECT token FROM api_keys")]
+
+
 def _nearest_existing(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -264,7 +320,7 @@ async def check(settings: Settings, emit: Callable[[str], None]) -> int:
     """`mj-bot check`: one line per part, exit code 0 only when every part is usable."""
     verdicts = [Verdict("configuration", True, "valid")]
     emit(verdicts[0].line())
-    for probe in (probe_discord(settings), probe_api(settings), probe_database(settings)):
+    for probe in (probe_discord(settings), probe_api(settings), probe_database(settings), probe_stored_keys(settings)):
         verdict = await probe
         verdicts.append(verdict)
         emit(verdict.line())

@@ -22,6 +22,7 @@ from bot.config import ConfigError, Settings
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import API_KEY, BotRunner
 from tests.fakes.discord import FakeDiscord
+from tests.pg import Backend, backend_fixture, postgres_server_fixture  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID_ENV = "DISCORD_TOKEN=MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.abcdefghijklmnopqrstuvwxyz0123\nMJ_API_BASE=simulator\n"
@@ -165,6 +166,7 @@ async def test_check_against_the_simulator_and_discord_passes_every_part(
         "ok   Discord",
         "ok   API",
         "ok   database",
+        "ok   stored API keys",
         "ok   web server",
     ]
     assert "bearer" in lines[2] and "accepted the key" in lines[2]
@@ -187,7 +189,7 @@ async def test_check_against_a_dead_port_fails_in_one_line(settings: Settings, d
     assert await cli.check(dead, lines.append) == cli.EXIT_FAILED
     api = next(line for line in lines if " API:" in line)
     assert api.startswith("FAIL API: 127.0.0.1:") and "could not connect" in api
-    assert len(lines) == 5 and all("\n" not in line for line in lines)
+    assert len(lines) == 6 and all("\n" not in line for line in lines)
 
 
 def _fields(settings: Settings) -> dict[str, object]:
@@ -287,3 +289,31 @@ def test_a_configuration_error_is_one_json_line_with_log_format_json(tmp_path: P
     [line] = done.stderr.splitlines()
     entry = json.loads(line)
     assert entry["level"] == "CRITICAL" and "DISCORD_TOKEN" in entry["message"] and entry["time"].endswith("+00:00")
+
+
+def file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes() if Path(path).is_file() else b""
+
+
+async def test_check_says_whether_the_stored_api_keys_decrypt_without_changing_the_database(backend: Backend) -> None:
+    from bot.models import NewApiKey
+    from bot.upstream.keys import KeyCipher
+
+    right, wrong = KeyCipher.generate(), KeyCipher.generate()
+    base = {"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator", "DATABASE_URL": backend.target}
+    store = await backend.open()
+    token = KeyCipher(right).encrypt("sk-stored-0123456789")
+    await store.insert_api_key(NewApiKey(None, "relay", "https://relay.example", "bearer", "", 0, token, "6789", 1))
+    await backend.close_all()
+    before = file_bytes(backend.target)  # SQLite: the file itself must not change
+
+    verdicts = {}
+    for name, key in (("right", right), ("rotating", f"{wrong},{right}"), ("wrong", wrong), ("unset", "")):
+        env = {**base, "KEY_ENCRYPTION_KEY": key} if key else base
+        verdicts[name] = await cli.probe_stored_keys(Settings.from_env(env))
+
+    assert verdicts["right"].ok and verdicts["right"].detail == "1 stored, all decrypt with KEY_ENCRYPTION_KEY"
+    assert verdicts["rotating"].ok
+    assert not verdicts["wrong"].ok and "1 of 1 cannot be decrypted" in verdicts["wrong"].detail
+    assert not verdicts["unset"].ok and "KEY_ENCRYPTION_KEY is not set" in verdicts["unset"].detail
+    assert file_bytes(backend.target) == before
