@@ -261,7 +261,7 @@ class WebServer:
         body = await request.read()  # HTTP 413 past client_max_size
         try:
             return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
             raise web.HTTPBadRequest(text="body is not JSON") from None
 
     # ---- /health -------------------------------------------------------------------------------

@@ -254,6 +254,9 @@ async def test_notify_endpoint_refuses_bad_requests_and_ignores_unknown_tasks(
             assert answer.status == 400
         async with session.post(hook, json={"no": "id"}) as answer:
             assert answer.status == 400
+        deep = b"[" * 100_000 + b"]" * 100_000  # under the size cap, deeper than json.loads can go
+        async with session.post(hook, data=deep, headers={"Content-Type": "application/json"}) as answer:
+            assert answer.status == 400
         async with session.post(hook, json={"id": "12345", "status": "SUCCESS"}) as answer:
             assert answer.status == 202
         assert not is_done(message)
