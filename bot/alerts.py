@@ -200,13 +200,14 @@ class AccountWatcher:
         if self._wait_ready is not None:
             await self._wait_ready()
         while True:
+            # Sleep first: a start (or a restart loop) is not a reason to read every server at once.
+            await asyncio.sleep(self.interval)
             try:
                 await self.poll_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("Account alerts: a poll failed")
-            await asyncio.sleep(self.interval)
 
     async def poll_once(self) -> list[AccountAlert]:
         """Read every watched upstream once; returns (and delivers) the alerts raised."""

@@ -66,6 +66,8 @@ _REFUSED = re.compile(r"^MJ::(BOOKMARK::|JOB::video::|Job::PicReader::all)", re.
 # Video buttons (MJ_ACCOUNTS_VIDEO.md §7): Animate on an upscale, U1-U4 on a video, Extend on a pick.
 _ANIMATE = re.compile(r"^MJ::JOB::animate_(high|low)(_extend)?::", re.IGNORECASE)
 _VIDEO_PICK = re.compile(r"^MJ::JOB::video_virtual_upscale::", re.IGNORECASE)
+# A server's link is only made clickable when it cannot break out of the markdown around it.
+_PLAIN_LINK = re.compile(r"https?://[^\s()<>\[\]`]{1,1000}")
 # Describe/shorten picks are done by the bot itself through /submit/imagine.
 _BOT_SIDE = re.compile(r"^MJ::(Job::PicReader::|Picread::|Job::PromptAnalyzer::)", re.IGNORECASE)
 
@@ -286,7 +288,7 @@ def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     for index, button in enumerate(record.buttons):
         if _REFUSED.match(button.custom_id) or _BOT_SIDE.match(button.custom_id):
             continue
-        if record.extra.get("relay") and (_VIDEO_PICK.match(button.custom_id) or "_extend::" in button.custom_id):
+        if through_relay(record) and (_VIDEO_PICK.match(button.custom_id) or "_extend::" in button.custom_id):
             continue  # relays refuse U1-U4 on videos and Extend (unknown_action): never offer a click that fails
         label = truncate(neutralize_mentions(button.label), 80)
         emoji = _emoji_for(button)
@@ -298,10 +300,16 @@ def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
     return layout_rows(groups + relay_extend_buttons(record))
 
 
+def through_relay(record: TaskRecord) -> bool:
+    """Made through a relay: /video marks its task, a click marks its retry (cogs/video.py, cogs/actions.py)."""
+    retry = record.extra.get("retry")
+    return bool(record.extra.get("relay") or (isinstance(retry, dict) and retry.get("relay")))
+
+
 def relay_extend_buttons(record: TaskRecord) -> list[tuple[str, ButtonSpec]]:
     """A video made through a relay: its Extend buttons are ours (/submit/video action=extend with
     the task id and the index), since relays refuse the server's own."""
-    if not record.extra.get("relay") or record.action != "VIDEO" or record.status != SUCCESS:
+    if not through_relay(record) or record.action != "VIDEO" or record.status != SUCCESS:
         return []
     count = sum(1 for b in record.buttons if _VIDEO_PICK.match(b.custom_id)) or 1
     specs = []
@@ -438,10 +446,9 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
         shown_image = image or record.result_url or record.image_url
         if record.extra.get("video"):
             # A video is an attachment Discord plays; only a file too large to upload is a link.
-            if not image and not record.result_url and record.image_url:
-                embed.add_field(
-                    name=t("field.video", locale), value=t("field.video_link", locale, url=record.image_url)
-                )
+            link = record.image_url or ""
+            if not image and not record.result_url and _PLAIN_LINK.fullmatch(link):
+                embed.add_field(name=t("field.video", locale), value=t("field.video_link", locale, url=link))
         elif shown_image:
             embed.set_image(url=shown_image)
         if record.finished_at and record.created_at:

@@ -8,6 +8,7 @@ callback reports its own errors through the shared responder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ else:
 log = logging.getLogger(__name__)
 
 CHANGE_ACTIONS = {"U": "UPSCALE", "V": "VARIATION", "R": "REROLL"}
+#: Longest wait for a first probe of the server before a click is answered (Discord allows 3 s).
+PROBE_SECONDS = 1.5
 # Actions Midjourney's remix mode lets the user re-prompt.
 REMIXABLE = frozenset({"VARIATION", "PAN", "REROLL"})
 
@@ -262,6 +265,7 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             action = render.action_for_button(button)
             animate = render.animate_motion(button)
             if animate is not None and not animate[1]:
+                relay = await is_relay(interaction.client, parent.upstream)
                 await submit_click(
                     interaction,
                     parent,
@@ -269,6 +273,8 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
                     animate_submit(interaction.client, parent, button.custom_id, animate[0]),
                     action=action,
                     prompt=parent.final_prompt or parent.prompt,
+                    # Marks the video as made through a relay, so its result offers only what a relay runs.
+                    retry=animate_retry(parent, animate[0]) if relay else None,
                 )
                 return
             if action in REMIXABLE and (await interaction.client.store.get_prefs(interaction.user.id)).remix:
@@ -285,6 +291,25 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
             )
         except Exception as error:
             await report_error(interaction, error)
+
+
+async def is_relay(bot: MJBot, upstream: str) -> bool:
+    """Whether the task's server is a relay, asking it at most once and never past Discord's 3 s."""
+    known = bot.capabilities.known(upstream)
+    if known is None:
+        try:
+            known = await asyncio.wait_for(bot.capabilities.get(upstream), PROBE_SECONDS)
+        except (BotError, KeyError, TimeoutError):
+            bot.capabilities.learn_soon(upstream)
+            return False
+    return known.flavor == RELAY
+
+
+def animate_retry(parent: TaskRecord, motion: str) -> dict[str, Any]:
+    """How to submit a relay's Animate again (cogs/manage.py); it also marks the video as made
+    through a relay, so its result offers only what a relay runs (render.through_relay)."""
+    prompt = split_parameters(parent.final_prompt or parent.prompt)[0] or "animate"
+    return {"kind": "video", "relay": True, "prompt": prompt, "motion": motion, "image": parent.image_url}
 
 
 def animate_submit(bot: MJBot, parent: TaskRecord, custom_id: str, motion: str) -> Submit:

@@ -117,6 +117,14 @@ def retry_submit(bot: MJBot, stuck: TaskRecord) -> Submit:
     if kind == "change" and stuck.parent_id:
         parent_id = stuck.parent_id
         return lambda client: client.change(parent_id, str(spec["action"]), int(spec["index"]))
+    if kind == "video":  # a relay's Animate (with its picture's link) or Extend (with the video's index)
+        prompt, motion = str(spec.get("prompt") or "animate"), str(spec.get("motion") or "low")
+        if stuck.parent_id and isinstance(spec.get("index"), int):
+            extend = (stuck.parent_id, int(spec["index"]))
+            return lambda client: client.video(prompt, motion=motion, extend=extend)
+        if isinstance(spec.get("image"), str):
+            image = str(spec["image"])
+            return lambda client: client.video(prompt, motion=motion, image=image)
     raise InputError("retry.impossible")
 
 

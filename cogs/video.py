@@ -71,6 +71,8 @@ class ExtendButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rend
                 lambda client: client.video(prompt, motion=self.motion, extend=(parent.id, self.index)),
                 action="VIDEO",
                 prompt=prompt,
+                # Only relay videos have this button: the mark keeps the extension's buttons relay-safe.
+                retry={"kind": "video", "relay": True, "prompt": prompt, "motion": self.motion, "index": self.index},
             )
         except Exception as error:
             await report_error(interaction, error)

@@ -234,6 +234,8 @@ async def test_animate_through_a_relay_is_submitted_as_a_video_with_the_picture(
     body = relay.submits("/submit/video")[0].json
     assert body["image"].startswith(relay.base_url + "/mj/image/") and body["motion"] == "low"
     assert body["prompt"] == "a lighthouse"  # the upscale's prompt without its parameters
+    labels = [r.label or r.emoji for r in animated.buttons]
+    assert "U1" not in labels and "Extend 1" in labels  # only what a relay runs
 
 
 async def test_a_video_through_a_relay_offers_no_button_the_relay_refuses(
@@ -266,3 +268,47 @@ async def test_extend_through_a_relay_is_submit_video_and_one_task_while_its_lab
     assert "Upscale" in versions and versions[-1] == "Video"  # the label changed, the message stayed one
     records = [r for r in await bot.store.recent_tasks(discord_fake.member.id, 10) if r.id == child_id]
     assert len(records) == 1 and records[0].action == "VIDEO"
+
+
+async def test_a_video_over_max_upload_bytes_is_a_link(
+    runner: BotRunner, discord_fake: FakeDiscord, trueai: SimulatedProxy
+) -> None:
+    await runner.start(
+        api_base=trueai.base_url, api_key=TOKEN, api_auth_style="raw", accounts_poll_interval=0, max_upload_bytes=1024
+    )
+    message = await video(discord_fake)
+    await discord_fake.wait_for(lambda: message.buttons and "Open the video" in message.text(), timeout=15)
+    assert not message.attachments and f"{trueai.base_url}/mj/image/" in message.text()
+    assert not (message.embed or {}).get("image")
+
+
+async def test_animate_on_a_remix_server_goes_through_the_prompt_step(
+    runner: BotRunner, discord_fake: FakeDiscord, trueai: SimulatedProxy
+) -> None:
+    await start_on(runner, trueai)
+    grid = await run(discord_fake, "imagine", {"prompt": "a lighthouse"})
+    await discord_fake.wait_for(lambda: is_done(grid), timeout=15)
+    upscale = await click_for_new_message(discord_fake, grid, "U1")
+    await discord_fake.wait_for(lambda: is_done(upscale), timeout=15)
+    trueai.remix = True  # code 21: the server wants the prompt confirmed
+    before = set(discord_fake.messages)
+    await discord_fake.click(upscale, button(upscale, "Animate (Low motion)"), user=discord_fake.member)
+    offer = await discord_fake.wait_for(
+        lambda: next((m for i, m in discord_fake.messages.items() if i not in before and m.ephemeral), None),
+        what="the prompt step",
+    )
+    assert offer.buttons and trueai.tasks[trueai.submits("/submit/action")[-1].json["taskId"]]
+    assert [t.status for t in trueai.tasks.values()].count("MODAL") == 1
+
+
+def test_a_result_takes_the_first_of_video_urls_video_url_and_image_url() -> None:
+    from bot.models import MJTask
+
+    base = {"id": "1", "action": "VIDEO", "status": "SUCCESS", "imageUrl": "https://cdn.example/preview.webp"}
+    both = {**base, "videoUrl": "https://cdn.example/v.mp4", "videoUrls": [{"url": "https://cdn.example/0_0.mp4"}]}
+    assert MJTask.from_json(both).image_url == "https://cdn.example/0_0.mp4"  # type: ignore[union-attr]
+    assert MJTask.from_json({**base, "videoUrl": "https://cdn.example/v.mp4"}).image_url == "https://cdn.example/v.mp4"  # type: ignore[union-attr]
+    assert MJTask.from_json({**base, "videoUrl": "", "videoUrls": None}).image_url == base["imageUrl"]  # type: ignore[union-attr]
+    assert MJTask.from_json({**base, "videoUrl": "javascript:x"}).image_url == base["imageUrl"]  # type: ignore[union-attr]
+    running = {**both, "status": "IN_PROGRESS"}
+    assert MJTask.from_json(running).image_url == base["imageUrl"]  # type: ignore[union-attr]  # the preview
