@@ -214,7 +214,8 @@ async def test_the_vary_region_editor_does_not_fetch_a_stored_link_to_a_private_
     upscale_id = upscale.text().rsplit("Task ", 1)[1].strip()
     _, url = await editor_link(discord_fake, upscale)
     # The stored links now say the picture lives on the bot's machine (a server's answer, or a stale row).
-    await bot.store.update_task(upscale_id, result_url=f"{internal.base}/a.png", image_url=f"{internal.base}/b.png")
+    urls = {"result_url": f"{internal.base}/a.png", "image_url": f"{internal.base}/b.png"}
+    await bot.store.update_task(TaskKey("default", upscale_id), **urls)
     async with http() as session, session.get(url + "/image") as picture:
         data = await picture.read()
     # Refused, and the fresh link to the Discord copy served the picture instead.
