@@ -6,6 +6,13 @@ One aiohttp app on 127.0.0.1 that speaks the API of shared/MJ_API.md in three fl
 - "trueai" (trueai-org): raw Authorization or mj-api-secret, full Plus API, plain-text 401s;
 - "basic" (novicezk): mj-api-secret only, no buttons/action/modal/shorten/swap/image-seed, /submit/change.
 
+Issue 19 adds each family's account and task-admin routes (MJ_ACCOUNTS_VIDEO.md): trueai's
+`/mj/admin/*` for its `admin_token` (a user token gets 401 "账号无权限"), a "plus" server's
+`/mj/account/*` (flavour basic with plus=True), novicezk's read-only list and `/mj/task/queue`; and
+relays answer every path new-api does not route with its web page (HTTP 200 text/html, before any
+auth). Video (`/submit/video`, Animate, U1-U4 on videos, Extend) and `/submit/edits|retexture` come
+with trueai's refusals: Remix off (9), no account (3), video off (4), Discord-account pools (9).
+
 Tasks walk NOT_START -> SUBMITTED -> IN_PROGRESS (previews) -> SUCCESS with realistic buttons and
 Pillow-drawn PNGs. The clock is either "reads" (each read of a task advances it one step:
 deterministic for tests) or "time" (one step every `step_seconds`: the try-it mode). Fault knobs
@@ -1795,7 +1802,13 @@ async def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         numeric_ids=args.numeric_ids,
+        admin_token=args.admin_token or None,
+        plus=args.plus,
+        video_buttons=args.video_buttons,
     )
+    if args.remix:
+        for account in proxy.accounts.values():
+            account["mjRemixOn"] = True  # trueai: video needs Remix on
     async with proxy:
         print(f"Simulated midjourney-proxy ({args.flavor}) listening on {proxy.base_url}", flush=True)
         await asyncio.Event().wait()
@@ -1811,6 +1824,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default=os.environ.get("SIM_API_KEY", ""))
     parser.add_argument("--remix", action="store_true", help="V/pan/reroll open a remix modal")
     parser.add_argument("--numeric-ids", action="store_true", help="send task ids as JSON numbers")
+    parser.add_argument("--admin-token", default="", help="trueai: the token that may use /mj/admin/*")
+    parser.add_argument("--plus", action="store_true", help="basic: also answer midjourney-proxy-plus account routes")
+    parser.add_argument("--video-buttons", action="store_true", help="Animate buttons under upscales")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
