@@ -70,6 +70,8 @@ def account_block(number: int, account: Account, locale: str) -> str:
         state = t("accounts.state_enabled", locale)
     if account.locked:
         state += " · " + t("accounts.state_locked", locale)
+        if account.cf_url:  # https only, checked when the answer was read (bot/upstream/accounts.py)
+            state += " " + t("accounts.captcha_link", locale, url=account.cf_url)
     if account.running is not None and account.enabled is not False:
         state += " · " + t("accounts.state_running" if account.running else "accounts.state_stopped", locale)
     if account.fast_exhausted:

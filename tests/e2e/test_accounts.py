@@ -49,7 +49,7 @@ async def test_panel_shows_every_account_with_secrets_stripped(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     first = next(iter(trueai.accounts.values()))
-    first.update(enable=False, disabledReason="账号用量已经用完", lock=True)
+    first.update(enable=False, disabledReason="账号用量已经用完", lock=True, cfUrl="https://captcha.example.com/c/1")
     await start_on(runner, trueai, ADMIN_TOKEN)
     panel = await accounts(discord_fake, "panel")
     text = panel.text()
@@ -57,6 +57,7 @@ async def test_panel_shows_every_account_with_secrets_stripped(
     assert "pool 1" in text and "pool 2" in text and "trueai (admin token)" in text
     assert "credits are used up" in text and "CAPTCHA" in text and "Running 0/3" in text
     assert "2026-12-31" in text and len(panel.content or "") <= 2000
+    assert "(<https://captcha.example.com/c/1>)" in text
     seen = everything_discord_saw(discord_fake) + log_text(caplog)
     assert [word for word in SECRET_WORDS if word in seen] == []
     assert ADMIN_TOKEN not in seen
@@ -212,3 +213,22 @@ async def test_info_shows_the_servers_queue(
     handle = await discord_fake.slash("info", user=discord_fake.member, channel=discord_fake.channel)
     message = await answer(discord_fake, handle)
     assert "Server queue" in message.text() and "3 running of 6" in message.text() and "1 queued" in message.text()
+
+
+async def test_a_guilds_manager_sees_the_accounts_behind_the_guilds_own_key(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, trueai: SimulatedProxy
+) -> None:
+    """ "A key's admin": a Manage Server member, for the servers of the keys their guild added."""
+    from tests.e2e.test_admin import FERNET, add_key
+
+    allowed = (*runner.settings.key_allowed_hosts, f"127.0.0.1:{trueai.port}")
+    await runner.start(key_encryption_key=FERNET, key_allowed_hosts=allowed, accounts_poll_interval=0)
+    added = await add_key(discord_fake, "own trueai", trueai.base_url, ADMIN_TOKEN, auth_style="raw")
+    assert "own trueai" in added.text()
+    panel = await accounts(discord_fake, "panel", user=discord_fake.admin)
+    assert "pool 1" in panel.text() and "own trueai" in panel.text() and panel.ephemeral
+    # The .env server (a relay here) stays the bot owner's.
+    refused = await accounts(discord_fake, "panel", user=discord_fake.admin, server="default")
+    assert "pool 1" not in refused.text()
+    assert not [r for r in mj.requests if r.path.startswith("/mj/admin/")]
+    assert ADMIN_TOKEN not in everything_discord_saw(discord_fake)
