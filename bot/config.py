@@ -75,6 +75,22 @@ def _log_level(env: Mapping[str, str]) -> str:
     return value
 
 
+def _credential(env: Mapping[str, str], name: str) -> str:
+    """A token or key: printable ASCII without spaces (a pasted value with a line break or a quote
+    character fails here with its name, not later inside an HTTP header). Never echoed."""
+    value = _get(env, name)
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in value):
+        raise ConfigError(f"{name} contains spaces, line breaks or non-ASCII characters: paste it again")
+    return value
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name, default) or default
+    if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value):
+        raise ConfigError(f"{name} must be an address to listen on (e.g. 127.0.0.1, 0.0.0.0 or ::), got {value!r}")
+    return value
+
+
 def _ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     parts = _get(env, name).replace(",", " ").split()
     bad = [p for p in parts if not p.isdigit()]
@@ -277,7 +293,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, *, base_dir: Path | None = None) -> Settings:
         """`base_dir`: the folder of the .env file read, against which relative database paths resolve."""
         env = os.environ if env is None else env
-        token = _get(env, "DISCORD_TOKEN")
+        token = _credential(env, "DISCORD_TOKEN")
         if not token:
             raise ConfigError("DISCORD_TOKEN is not set: put your bot token in .env (see .env.example)")
         api_base = _get(env, "MJ_API_BASE").rstrip("/")
@@ -295,7 +311,7 @@ class Settings:
         return cls(
             discord_token=token,
             api_base=api_base,
-            api_key=_get(env, "MJ_API_KEY"),
+            api_key=_credential(env, "MJ_API_KEY"),
             api_auth_style=_choice(env, "MJ_AUTH_STYLE", AUTH_STYLES, "bearer"),
             api_mode=_choice(env, "MJ_MODE", MODES, ""),
             api_timeout=_float(env, "MJ_API_TIMEOUT", 30.0, minimum=1.0),
@@ -320,7 +336,7 @@ class Settings:
             log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
             public_url=_public_url(env, "PUBLIC_URL"),
-            web_host=_get(env, "WEB_HOST", "127.0.0.1") or "127.0.0.1",
+            web_host=_host(env, "WEB_HOST", "127.0.0.1"),
             web_port=_port(env, "WEB_PORT"),
             notify_secret=_secret(env, "NOTIFY_SECRET"),
             push_poll_interval=_float(env, "PUSH_POLL_INTERVAL", 0.0, minimum=0.05)

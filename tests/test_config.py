@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,40 @@ def test_missing_token_exits_2_with_one_clear_line(tmp_path: Path) -> None:
     assert "DISCORD_TOKEN" in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+#: Settings where any text is a valid value, and why. Everything else must refuse a bad value.
+FREE_TEXT = {
+    "DATABASE_PATH": "any file path",
+    "DATABASE_URL": "a path when it has no scheme",
+    "INSTANCE_ID": "any name for this process",
+}
+
+
+def test_every_setting_refuses_a_bad_value_and_names_itself() -> None:
+    """Issue 17 item 10: LOG_LEVEL=verbose is an error, like every other bad value."""
+    source = Path(__file__).resolve().parents[1].joinpath("bot", "config.py").read_text()
+    read = sorted(set(re.findall(r"""\(env, "([A-Z][A-Z0-9_]+)\"""", source)))
+    assert len(read) > 20
+    accepted = []
+    for name in read:
+        env = {"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator", name: "not a valid value %%"}
+        try:
+            Settings.from_env(env)
+        except ConfigError as exc:
+            assert name in str(exc), f"{name}'s error does not name it: {exc}"
+        else:
+            accepted.append(name)
+    unexpected = sorted(set(accepted) - set(FREE_TEXT))
+    assert not unexpected, (
+        f"{unexpected} accept(s) 'not a valid value %%': validate in bot/config.py (a ConfigError naming the "
+        "setting), or add to FREE_TEXT in tests/test_config.py with the reason any text is valid"
+    )
+
+
+def test_a_pasted_key_or_token_with_a_line_break_is_refused_without_echoing_it() -> None:
+    for name in ("DISCORD_TOKEN", "MJ_API_KEY"):
+        env = {"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator", name: "sk-secret-part\nrest"}
+        with pytest.raises(ConfigError, match=name) as caught:
+            Settings.from_env(env)
+        assert "secret-part" not in str(caught.value)
