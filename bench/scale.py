@@ -37,7 +37,8 @@ from typing import Any
 import discord
 from aiohttp import web
 
-from bench.sink import DiscordSink
+from bench.bound import Finished, Limits, lower_bound
+from bench.sink import DiscordSink, peak_per_second
 from bench.tracker import TOKEN, BenchClient, percentile, rows_for
 from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import result_fetcher
@@ -183,12 +184,18 @@ async def run_config(db: str, processes: int, args: argparse.Namespace, pg: Any)
     sim, sink, runner, sim_url, sink_url = await start_world(args)
     rng = random.Random(1)
     steps = sim.progress_steps + 2  # NOT_START -> SUBMITTED -> progress... -> SUCCESS
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for i in range(n):
         duration = rng.uniform(args.min_seconds, args.max_seconds)
         start_in = args.startup + rng.uniform(0.0, args.stagger)
         task_id = sim.add_task(f"bench task {i}", step_seconds=duration / steps, start_in=start_in)
-        tasks.append({"id": task_id, "burst": False})
+        task: dict[str, Any] = {"id": task_id, "burst": False, "channel": 1000 + i // max(1, args.per_channel)}
+        if rng.random() < args.interaction_share:  # started by a slash command: its token edits the message
+            task["token"], task["message_id"] = sink.issue(task_id, task["channel"])
+            task["token_at"] = time.time()
+        else:
+            task["message_id"] = sink.message_for(task_id, task["channel"])
+        tasks.append(task)
     await seed(target, tasks, processes, args.per_channel)
 
     spec = {"sink": sink_url, "sim": sim_url, "target": target, "lease_seconds": args.lease_seconds}
@@ -248,10 +255,22 @@ async def run_config(db: str, processes: int, args: argparse.Namespace, pg: Any)
 
     stats = sink.stats
     latency = []
-    for task_id, task in sim.tasks.items():
+    finished = []
+    made = {t["id"]: t for t in tasks}
+    for task_id, sim_task in sim.tasks.items():
         arrived = stats.final_at.get(task_id)
-        if task.finish_time is not None and arrived is not None:
-            latency.append(max(0.0, arrived - task.finish_time / 1000))
+        if sim_task.finish_time is not None and arrived is not None:
+            latency.append(max(0.0, arrived - sim_task.finish_time / 1000))
+            info = made[task_id]
+            finished.append(Finished(task_id, sim_task.finish_time / 1000, info["channel"], info.get("token_at")))
+    limits = Limits(
+        poll_interval=args.poll_interval,
+        global_limit=sink.global_limit,
+        channel_limit=sink.channel_limit,
+        channel_window=sink.channel_window,
+        token_seconds=sink.token_seconds,
+    )
+    bound = list(lower_bound(finished, limits).values())
     others = [
         stats.final_at[t] - killed_at for t in held if killed_at is not None and stats.final_at.get(t, 0) > killed_at
     ]
@@ -265,6 +284,11 @@ async def run_config(db: str, processes: int, args: argparse.Namespace, pg: Any)
             "duplicates": sum(1 for count in stats.result_uploads.values() if count > 1),
             "lost": n - len(stats.final_at),
             "rate_limited": stats.rate_limited,
+            "unauthorized": stats.unauthorized,
+            "bound_p95": percentile(bound, 95),
+            "peak_bot_token_per_second": peak_per_second(stats.bot_token_at),
+            "token_writes": stats.token_writes,
+            "bot_token_requests": len(stats.bot_token_at),
             "reports": reports,
         }
     )
@@ -284,14 +308,18 @@ def takeover(r: dict[str, Any]) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     header = (
-        "| db | processes | tasks | tasks/s | completion-to-edit p95 | takeover after kill | duplicates | lost "
-        "| marked delivered |"
+        "| db | processes | tasks | tasks/s | completion-to-edit p95 (lower bound, ratio) | takeover after kill "
+        "| duplicates | lost | marked delivered | 429s / 401s | writes: interaction / bot token (peak per second) |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        ratio = r["p95"] / max(r["bound_p95"], 1e-9)
         lines.append(
-            f"| {r['db']} | {r['processes']} | {r['tasks']} | {r['per_second']:.0f} | {r['p95']:.2f} s "
-            f"| {takeover(r)} | {r['duplicates']} | {r['lost']} | {r['db_delivered']} |"
+            f"| {r['db']} | {r['processes']} | {r['tasks']} | {r['per_second']:.0f} "
+            f"| {r['p95']:.2f} s ({r['bound_p95']:.2f} s, {ratio:.2f}x) "
+            f"| {takeover(r)} | {r['duplicates']} | {r['lost']} | {r['db_delivered']} "
+            f"| {r['rate_limited']} / {r['unauthorized']} "
+            f"| {r['token_writes']} / {r['bot_token_requests']} ({r['peak_bot_token_per_second']}) |"
         )
     return "\n".join(lines)
 
@@ -302,6 +330,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated: sqlite, postgres")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--per-channel", type=int, default=5, help="tasks per channel (Discord pacing per channel)")
+    parser.add_argument(
+        "--interaction-share", type=float, default=1.0, help="share of tasks started by a slash command (a token)"
+    )
     parser.add_argument("--min-seconds", type=float, default=5.0, help="shortest task lifecycle")
     parser.add_argument("--max-seconds", type=float, default=15.0, help="longest task lifecycle")
     parser.add_argument("--startup", type=float, default=5.0, help="tasks start this long after creation")

@@ -24,6 +24,7 @@ from bot.logs import install_redaction
 from bot.models import TaskRecord
 from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import Fetcher
+from bot.storage.factory import open_store
 from bot.storage.sqlite import Store
 from bot.tracking.tracker import Tracker, TrackerSettings
 from bot.upstream.client import MJClient, UpstreamConfig
@@ -222,3 +223,17 @@ async def test_bot_token_writes_stay_within_the_budget_in_every_second(world: Wo
     # over is for a loaded machine's delay between a grant and the request's arrival).
     assert all(later - earlier >= 0.95 for earlier, later in zip(times, times[5:], strict=False))
     assert world.fake.rate_limits_sent == 0 and world.fake.failed_requests == []
+
+
+async def test_processes_split_the_bot_token_budget(world: World, tmp_path: Path) -> None:
+    """Each process takes an even share of DISCORD_WRITE_BUDGET: the lease census counts the live
+    processes, from the first write on."""
+    other = await open_store(str(tmp_path / "bot.sqlite3"), owner="another-process")
+    try:
+        await other.insert_many([world.row(world.proxy.add_task("theirs"), None)])
+        await world.store.insert_many([world.row(world.proxy.add_task("ours"), None)])
+        tracker = world.tracker(write_budget=45)
+        assert await tracker.resume() == 1
+        assert tracker.write_share == 22
+    finally:
+        await other.close()

@@ -66,6 +66,8 @@ class Leases:
         # batches would never end (lease upkeep claims the free ones in batches later).
         asked = time.monotonic()
         claimed = self._adopt(await self._store.claim_tasks(RESUME_ALL, include_own=True), asked)
+        _, others = await self._store.lease_census()
+        self._on_census(others + 1)  # the bot-token budget's share, before the first write
         if claimed:
             log.info("Resumed tracking %d in-flight task(s)", claimed)
         return claimed

@@ -145,6 +145,11 @@ class Tracker:
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
 
+    @property
+    def write_share(self) -> int:
+        """Bot-token writes per second this process allows itself (its share of the budget)."""
+        return self._writer.budget.share
+
     def _share_budget(self, processes: int) -> None:
         """The bot-token budget is for all processes together: ours is an even share of it."""
         self._writer.budget.set_processes(processes)
