@@ -128,6 +128,7 @@ class DiscordSink:
         self._global_used = 0
         self._interactions: dict[str, Interaction] = {}  # token -> interaction
         self._message_task: dict[str, str] = {}  # message id -> task id
+        self._files: dict[str, list[tuple[str, int]]] = {}  # message id -> its attachments
         self._ids = 1_400_000_000_000_000_000
 
     def routes(self, app: web.Application) -> None:
@@ -135,6 +136,8 @@ class DiscordSink:
         app.router.add_get("/api/v10/oauth2/applications/@me", self._application)
         app.router.add_post("/api/v10/channels/{channel}/messages", self._write)
         app.router.add_patch("/api/v10/channels/{channel}/messages/{message}", self._write)
+        app.router.add_get("/api/v10/channels/{channel}/messages/{message}", self._read_message)
+        app.router.add_get("/api/v10/webhooks/{application}/{token}/messages/{message}", self._read_message)
         app.router.add_post("/api/v10/webhooks/{application}/{token}", self._token_write)
         app.router.add_patch("/api/v10/webhooks/{application}/{token}/messages/{message}", self._token_write)
 
@@ -244,6 +247,28 @@ class DiscordSink:
             headers=headers if self.ratelimit_headers else None,
         )
 
+    async def _read_message(self, request: web.Request) -> web.Response:
+        """A message as it stands (a process that took tasks over checks for a result already posted)."""
+        token = request.match_info.get("token")
+        if token is None:
+            refused = self._take_global()
+            if refused is not None:
+                return self._limited(refused, {}, scope="global", channel=request.match_info["channel"])
+            channel = request.match_info["channel"]
+        else:
+            interaction = self._interactions.get(token)
+            if interaction is None:
+                return _json({"message": "Unknown Webhook", "code": 10015}, status=404)
+            if time.time() - interaction.issued_at >= self.token_seconds:
+                self.stats.unauthorized += 1
+                self._invalid()
+                return _json({"message": "Invalid Webhook Token", "code": 50027}, status=401)
+            channel = interaction.channel_id
+        message_id = request.match_info["message"]
+        if message_id == "@original" and token is not None:
+            message_id = self._interactions[token].message_id
+        return _json(self._message(channel, message_id, {}, self._files.get(message_id, [])))
+
     async def _token_write(self, request: web.Request) -> web.Response:
         """An edit or followup through an interaction token: no global limit, a bucket per token,
         401 (50027) once the token is older than `token_seconds`."""
@@ -299,6 +324,8 @@ class DiscordSink:
             stats.unchanged += 1
         self._shown[message_id] = shown
         result = False
+        if files:
+            self._files[message_id] = list(files)
         for name, _ in files:
             if match := _RESULT_FILE.search(name):
                 result = True

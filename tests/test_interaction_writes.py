@@ -9,6 +9,7 @@ request; the simulated API (clock "reads": each read advances a task one step); 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -237,3 +238,29 @@ async def test_processes_split_the_bot_token_budget(world: World, tmp_path: Path
         assert tracker.write_share == 22
     finally:
         await other.close()
+
+
+async def test_a_result_posted_just_before_a_crash_is_not_uploaded_again(world: World) -> None:
+    """The process that held the task posted its result and died before storing `delivered`: the
+    one that takes the task over sees the result on the message and only marks it delivered."""
+    handle = await world.command()
+    assert handle.original is not None
+    task_id = world.proxy.add_task("a cat")
+    world.proxy.finish(task_id)
+    done = await world.upstream.fetch(task_id)
+    assert done is not None and done.image_url
+    image = await world.fetcher.fetch(done.image_url, max_bytes=1 << 20)
+    webhook = discord.Webhook.partial(world.client.application_id or 0, handle.token, client=world.client)
+    await webhook.edit_message(  # what the dead process sent
+        handle.original.id, attachments=[discord.File(io.BytesIO(image), filename=f"mj_{task_id}.png")]
+    )
+    row = replace(world.row(task_id, handle), status="SUCCESS", progress=100, image_url=done.image_url)
+    await world.store.insert_many([row])
+    tracker = world.tracker()
+    assert await tracker.resume() == 1
+    await world.run_until(tracker, lambda: not tracker.active_ids)
+    await tracker.stop()
+
+    assert sum(1 for r in world.writes() if r.files) == 1  # the dead process's upload only
+    stored = await world.store.get_task(task_id)
+    assert stored is not None and stored.delivered and stored.result_url

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from bot.models import TaskKey, TaskRecord
+from bot.models import FINAL_STATUSES, TaskKey, TaskRecord
 from bot.storage.protocols import LeaseStore
 from bot.tracking.settings import TrackerSettings
 from bot.tracking.tasks import TrackedTask, TrackedTasks
@@ -78,7 +78,10 @@ class Leases:
         adopted = 0
         for record in records:
             if record.id not in self._tasks and record.id not in self._delivered:
-                self._tasks[record.id] = TrackedTask.starting(record, now, lease_confirmed=asked)
+                task = TrackedTask.starting(record, now, lease_confirmed=asked)
+                # A row that is final already: its last holder saw the result and may have posted it.
+                task.check_delivered = record.status in FINAL_STATUSES
+                self._tasks[record.id] = task
                 adopted += 1
         return adopted
 

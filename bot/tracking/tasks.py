@@ -21,6 +21,10 @@ class TrackedTask:
     stall_read: float = 0.0  # when it was last read on its own because it had not moved
     # The Discord writer (bot/tracking/writer.py).
     write_failures: int = 0  # refusals in a row: the next retry waits twice as long
+    # Claimed from the database with a final status (a restart, or a process that died): its result
+    # may be on Discord already if that process died between posting it and storing `delivered`.
+    # Checked once, before uploading it.
+    check_delivered: bool = False
     shown_states: int = 0  # states written since tracking (re)started: the first goes before other progress
     download_failures: int = 0
     retry: asyncio.TimerHandle | None = None  # a refused write waiting to be tried again

@@ -225,6 +225,8 @@ class DiscordWriter:
                     if not go or not await self._still_ours(record.key):
                         return False
                     async with self._slots.hold(urgent=True):
+                        if task.check_delivered and await self._already_posted(record):
+                            return True
                         return await self._deliver(record, data)
             if not await self._slots.acquire(urgent=urgent, unless=None if urgent else result_waiting):
                 self._queue.push(key, task_id, urgent=False)  # after the result
@@ -320,6 +322,34 @@ class DiscordWriter:
             interaction_token=None,  # done with it: the row keeps no live secret
         )
         self._finish(record, delivered)
+        return True
+
+    async def _already_posted(self, record: TaskRecord) -> bool:
+        """A task claimed from the database: is its result on its message already (its last holder
+        died between posting it and storing `delivered`)? Then it is delivered, not uploaded again.
+        One read per claimed task, through its token while that lives, else within the budget."""
+        task = self._tasks.get(record.id)
+        if task is not None:
+            task.check_delivered = False
+        if record.message_id is None:
+            return False
+        token = self.live_token(record)
+        try:
+            if token is not None:
+                webhook = discord.Webhook.partial(self._client.application_id or 0, token, client=self._client)
+                message: discord.Message = await webhook.fetch_message(record.message_id)
+            else:
+                await self.budget.take(RESULT)
+                channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+                message = await channel.fetch_message(record.message_id)
+        except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError):
+            return False  # gone or unreadable: post the result as usual
+        prefix = render.result_filename(record, "")
+        posted = next((a for a in message.attachments if a.filename.startswith(prefix)), None)
+        if posted is None:
+            return False
+        log.info("The result of task %s was already posted; marking it delivered", record.id)
+        self._finish(record, replace(record, delivered=True, result_url=posted.url, interaction_token=None))
         return True
 
     def _retry_later(self, task_id: str, urgent: bool) -> None:
