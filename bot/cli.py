@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import errno
 import os
 import socket
 import sqlite3
@@ -297,7 +298,9 @@ def probe_web(settings: Settings) -> Verdict:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(address)
     except OSError as exc:
-        return Verdict("web server", False, f"cannot listen on {settings.web_host}:{port} ({exc.strerror or exc})")
+        hint = " (is the bot already running?)" if exc.errno == errno.EADDRINUSE else ""
+        reason = exc.strerror or exc
+        return Verdict("web server", False, f"cannot listen on {settings.web_host}:{port} ({reason}){hint}")
     return Verdict("web server", True, f"can listen on {describe_web(settings)}{warning}")
 
 

@@ -317,3 +317,16 @@ async def test_check_says_whether_the_stored_api_keys_decrypt_without_changing_t
     assert not verdicts["wrong"].ok and "1 of 1 cannot be decrypted" in verdicts["wrong"].detail
     assert not verdicts["unset"].ok and "KEY_ENCRYPTION_KEY is not set" in verdicts["unset"].detail
     assert file_bytes(backend.target) == before
+
+
+def test_check_says_when_the_web_port_is_taken(settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = Settings(**{**_fields(settings), "web_port": port})
+        verdict = cli.probe_web(busy)
+    assert not verdict.ok and verdict.line().startswith(f"FAIL web server: cannot listen on 127.0.0.1:{port}")
+    assert verdict.detail.endswith("(is the bot already running?)")
+    free = cli.probe_web(Settings(**{**_fields(settings), "web_port": port, "public_url": "http://bot.example"}))
+    assert free.ok and "WARNING: PUBLIC_URL is http://" in free.detail
