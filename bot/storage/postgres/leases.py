@@ -48,13 +48,14 @@ class PostgresLeases(PostgresBase):
 
     async def hold_leases(self, keys: Sequence[TaskKey]) -> set[TaskKey]:
         """Extend the leases of these tasks that this owner still holds undelivered; the tasks held
-        (the fence before posting results; rows locked in (upstream, id) order, as renew_leases does)."""
+        (the fence before posting results; rows locked in (upstream, id) order, as renew_leases does).
+        The `id = ANY` probe keeps the planner on the id index even with stale statistics."""
         wanted = sorted(set(keys))
         if not wanted:
             return set()
         sql = (
             "UPDATE tasks SET lease_expires = $1 WHERE (upstream, id) IN (SELECT upstream, id FROM tasks "
-            "WHERE (upstream, id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
+            "WHERE id = ANY($3::text[]) AND (upstream, id) IN (SELECT * FROM unnest($2::text[], $3::text[])) "
             "AND lease_owner = $4 AND delivered = 0 ORDER BY upstream, id FOR UPDATE) RETURNING upstream, id"
         )
         upstreams, ids = [k.upstream for k in wanted], [k.id for k in wanted]

@@ -18,8 +18,10 @@ _INSERT = (
     "ON CONFLICT (upstream, id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in TASK_INSERT_COLUMNS if c not in ("upstream", "id"))
 )
-#: Rows named by two arrays (upstreams, ids), for `(upstream, id) IN (...)`.
-_KEYS = "SELECT * FROM unnest($1::text[], $2::text[])"
+#: Rows named by two arrays ($1 upstreams, $2 ids). The `id = ANY` probe lets the planner use the id
+#: index however stale its statistics are (the pairs alone can make it walk every task in flight).
+_KEYS = "id = ANY($2::text[]) AND (upstream, id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+_CLICK_KEYS = "task_id = ANY($2::text[]) AND (upstream, task_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
 _UPSTREAM = TASK_INSERT_COLUMNS.index("upstream")
 
 
@@ -32,7 +34,7 @@ class PostgresTasks(PostgresBase):
         upstreams, ids = [row[_UPSTREAM] for row in rows], [row[0] for row in rows]
 
         async def work(conn: asyncpg.Connection) -> None:
-            await conn.execute(f"DELETE FROM clicks WHERE (upstream, task_id) IN ({_KEYS})", upstreams, ids)
+            await conn.execute(f"DELETE FROM clicks WHERE {_CLICK_KEYS}", upstreams, ids)
             await conn.executemany(_INSERT, rows)
 
         await self._run(work, write=True)
@@ -90,7 +92,7 @@ class PostgresTasks(PostgresBase):
             # Lock the rows in one order (upstream, id) first, as renew_leases does: two transactions of
             # one process (the tracker's save and its lease renewal) must never wait on each other in a cycle.
             await conn.execute(
-                f"SELECT 1 FROM tasks WHERE (upstream, id) IN ({_KEYS}) ORDER BY upstream, id FOR UPDATE",
+                f"SELECT 1 FROM tasks WHERE {_KEYS} ORDER BY upstream, id FOR UPDATE",
                 [k.upstream for k in keys],
                 [k.id for k in keys],
             )

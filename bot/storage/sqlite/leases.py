@@ -9,7 +9,7 @@ from typing import Any
 from bot.models import TaskKey, TaskRecord
 from bot.storage.sqlite.base import SqliteBase
 
-#: Tasks bound in one `IN (VALUES ...)` (two parameters each): well under SQLite's limit per statement.
+#: Ids bound in one `IN (...)`: well under SQLite's limit of host parameters per statement.
 _ID_CHUNK = 500
 
 
@@ -70,24 +70,32 @@ class SqliteLeases(SqliteBase):
         """Extend the leases of these tasks that this owner still holds undelivered; the tasks held.
         The fence before posting final results, so two processes never both deliver a task: one
         transaction for all the results that are ready, not one each."""
-        wanted = sorted(set(keys))
         until = time.time() + self.lease_seconds
+        # One statement per upstream and chunk of ids: `upstream = ? AND id IN (...)` probes the primary
+        # key (a row-value IN over VALUES would scan every task in flight), and `+delivered` keeps the
+        # planner off the in-flight index for the same reason.
+        ids_of: dict[str, list[str]] = {}
+        for key in sorted(set(keys)):
+            ids_of.setdefault(key.upstream, []).append(key.id)
+        chunks = [
+            (upstream, ids[start : start + _ID_CHUNK])
+            for upstream, ids in ids_of.items()
+            for start in range(0, len(ids), _ID_CHUNK)
+        ]
 
         async def hold() -> set[TaskKey]:
             held: set[TaskKey] = set()
-            for start in range(0, len(wanted), _ID_CHUNK):
-                chunk = wanted[start : start + _ID_CHUNK]
+            for upstream, chunk in chunks:
                 sql = (
-                    f"UPDATE tasks SET lease_expires = ? WHERE (upstream, id) IN "
-                    f"(VALUES {', '.join('(?, ?)' for _ in chunk)}) "
-                    "AND lease_owner = ? AND delivered = 0 RETURNING upstream, id"
+                    "UPDATE tasks SET lease_expires = ? WHERE upstream = ? "
+                    f"AND id IN ({', '.join('?' for _ in chunk)}) AND lease_owner = ? AND +delivered = 0 "
+                    "RETURNING upstream, id"
                 )
-                params = (until, *(part for key in chunk for part in (key.upstream, key.id)), self.owner)
-                async with self._db.execute(sql, params) as cursor:
+                async with self._db.execute(sql, (until, upstream, *chunk, self.owner)) as cursor:
                     held.update(TaskKey(str(row[0]), str(row[1])) for row in await cursor.fetchall())
             return held
 
-        return await self._write(hold) if wanted else set()
+        return await self._write(hold) if chunks else set()
 
     async def release_leases(self) -> int:
         """Give up this owner's leases on undelivered tasks (clean shutdown: others take over at once)."""
