@@ -30,7 +30,7 @@ from bot.tracking.tracker import Tracker
 from bot.upstream.capabilities import CapabilityMemory
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.keys import DEFAULT_UPSTREAM, KeyRing, Upstreams, cipher_from
-from bot.web.server import WebServer, load_secrets
+from bot.web.server import WebDeps, WebServer, load_secrets
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class MJBot(commands.AutoShardedBot):
         if settings.shard_ids is None or 0 in settings.shard_ids:
             self.account_watcher.start()  # one process polls the accounts: the one with shard 0
         if settings.web_enabled:
-            web_server = WebServer(self, settings, await load_secrets(self.store, settings))
+            deps = WebDeps(client=self, store=self.store, tracker=self.tracker, jobs=self.jobs, fetcher=self.fetcher)
+            web_server = WebServer(deps, settings, await load_secrets(self.store, settings))
             await web_server.start()
             self.web = web_server
             self.jobs.notify_hooks = web_server.notify_hook

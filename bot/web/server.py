@@ -44,11 +44,13 @@ from bot.i18n import normalize, t
 from bot.images import sniff_image
 from bot.models import TaskRecord, coerce_id
 from bot.responder import error_text
-from bot.storage.protocols import MetaStore
+from bot.storage.protocols import MetaStore, Storage
 from bot.web import inpaint
 
 if TYPE_CHECKING:
-    from bot.bot import MJBot
+    from bot.jobs import Jobs
+    from bot.net.fetcher import Fetcher
+    from bot.tracking.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +154,22 @@ def _from_loopback(request: web.Request) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class WebDeps:
+    """What the web server uses of the bot, and nothing more."""
+
+    client: discord.Client  # gateway state (/health), fresh attachment links, posting the editor's result
+    store: Storage  # the editor's task and its one-submit claim; /health's database check
+    tracker: Tracker  # push hints; /health's count of tasks in flight
+    jobs: Jobs  # the editor's submit
+    fetcher: Fetcher  # the editor's picture, through the guarded fetcher
+
+
 class WebServer:
     """One aiohttp app. `start()` binds (port 0 = any free port), `stop()` drains pushes in flight."""
 
-    def __init__(self, bot: MJBot, settings: Settings, web_secrets: WebSecrets) -> None:
-        self._bot = bot
+    def __init__(self, deps: WebDeps, settings: Settings, web_secrets: WebSecrets) -> None:
+        self._deps = deps
         self._settings = settings
         self._secrets = web_secrets
         self._signer = inpaint.LinkSigner(web_secrets.link_key)
@@ -267,22 +280,21 @@ class WebServer:
     # ---- /health -------------------------------------------------------------------------------
 
     async def _health(self, request: web.Request) -> web.Response:
-        bot = self._bot
-        latency = bot.latency
-        gateway = bot.is_ready() and not bot.is_closed() and math.isfinite(latency)
+        client = self._deps.client
+        latency = client.latency
+        gateway = client.is_ready() and not client.is_closed() and math.isfinite(latency)
         try:
-            await bot.store.schema_version()
+            await self._deps.store.schema_version()
             database = True
         except Exception as exc:  # any failure means "not healthy", never a 500
             log.warning("Health check: database not usable (%s)", type(exc).__name__)
             database = False
-        tracker = getattr(bot, "tracker", None)
         body = {
             "status": "ok" if gateway and database else "unavailable",
             "gateway": gateway,
             "latency_ms": round(latency * 1000) if math.isfinite(latency) else None,
             "database": database,
-            "tracked_tasks": len(tracker.active_ids) if tracker is not None else 0,
+            "tracked_tasks": len(self._deps.tracker.active_ids),
             "push": {"enabled": bool(self.public_url), "received": self.pushes_received},
             "uptime_s": round(time.time() - self.started_at),
         }
@@ -303,7 +315,7 @@ class WebServer:
             raise web.HTTPBadRequest(text="not a task object")
         self.pushes_received += 1
         # Only the id is used: status, progress, image and buttons come from reading the task back.
-        if not self._bot.tracker.is_tracking(upstream, task_id):
+        if not self._deps.tracker.is_tracking(upstream, task_id):
             # Not ours, another upstream's, finished, or waiting for a modal. 2xx so the server does not log errors.
             return web.json_response({"ignored": "unknown or finished task"}, status=202)
         self._spawn(self._hint(upstream, task_id))
@@ -320,7 +332,7 @@ class WebServer:
             log.error("Reading a pushed task failed", exc_info=job.exception())
 
     async def _hint(self, upstream: str, task_id: str) -> None:
-        if await self._bot.tracker.hint(upstream, task_id):
+        if await self._deps.tracker.hint(upstream, task_id):
             self.pushes_applied += 1
 
     # ---- Vary (Region) editor ------------------------------------------------------------------
@@ -342,7 +354,7 @@ class WebServer:
 
     async def _open(self, token: str) -> tuple[inpaint.InpaintLink, TaskRecord]:
         link = self._signer.verify(token)
-        parent = inpaint.check_parent(await self._bot.store.get_task(link.task_id), link.index)
+        parent = inpaint.check_parent(await self._deps.store.get_task(link.task_id), link.index)
         return link, parent
 
     async def _picture(self, parent: TaskRecord) -> _EditorImage:
@@ -357,7 +369,7 @@ class WebServer:
             if not url:
                 continue
             try:  # the guarded fetcher: public addresses only, and the bytes must be a picture
-                data = (await self._bot.fetcher.fetch_media(url, max_bytes=MAX_EDITOR_IMAGE)).data
+                data = (await self._deps.fetcher.fetch_media(url, max_bytes=MAX_EDITOR_IMAGE)).data
             except BotError:
                 continue
             break
@@ -379,7 +391,7 @@ class WebServer:
         """Discord signs attachment links for about a day: ask for the message again for a fresh one."""
         if parent.message_id is None:
             return None
-        channel = self._bot.get_partial_messageable(parent.channel_id, guild_id=parent.guild_id)
+        channel = self._deps.client.get_partial_messageable(parent.channel_id, guild_id=parent.guild_id)
         try:
             message = await channel.fetch_message(parent.message_id)
         except discord.HTTPException:
@@ -462,7 +474,7 @@ class WebServer:
         if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
             raise web.HTTPBadRequest(text="expected {prompt, shapes}")
         try:
-            claim = await inpaint.claim_link(self._bot.jobs, parent, link, inpaint.link_id(token))
+            claim = await inpaint.claim_link(self._deps.jobs, parent, link, inpaint.link_id(token))
         except BotError as error:
             return web.json_response({"error": error_text(error, language)}, status=422)
         try:
@@ -470,10 +482,10 @@ class WebServer:
             shapes = inpaint.parse_shapes(data.get("shapes"), picture.width, picture.height)
             mask = await self._draw_mask(picture, shapes)
             record, message = await inpaint.submit_region(
-                self._bot, self._bot.jobs, link=link, parent=parent, prompt=data["prompt"], mask_png=mask
+                self._deps.client, self._deps.jobs, link=link, parent=parent, prompt=data["prompt"], mask_png=mask
             )
         except BotError as error:
-            await inpaint.release_link(self._bot.jobs, parent, claim)
+            await inpaint.release_link(self._deps.jobs, parent, claim)
             return web.json_response({"error": error_text(error, language)}, status=422)
         return web.json_response(
             {
