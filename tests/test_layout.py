@@ -134,22 +134,6 @@ def room(name: str) -> set[str]:
 
 # ---- the rules --------------------------------------------------------------------------------------
 
-#: Rules that code being restructured right now (issue 18) still breaks: what remains, and who moves it.
-#: A violation not listed here fails; a listed one shows as xfail until it is gone (then drop it here).
-PENDING_WEB: set[str] = set()
-PENDING_CYCLES: set[str] = set()
-
-
-def edges(found: dict[str, list[str]]) -> list[str]:
-    return [f"{module} -> {name}" for module, names in found.items() for name in names]
-
-
-def none_but_pending(found: list[str], pending: set[str]) -> None:
-    """No violation beyond the pending ones; while a pending one remains, the test is an xfail naming it."""
-    assert sorted(set(found) - pending) == []
-    if found:
-        pytest.xfail(f"still being restructured: {', '.join(sorted(found))}")
-
 
 def test_every_cog_has_setup_and_is_listed() -> None:
     modules = {f"cogs.{p.stem}" for p in ROOT.joinpath("cogs").glob("*.py") if not p.stem.startswith("_")}
@@ -180,18 +164,16 @@ def test_storage_imports_no_config() -> None:
 
 
 def test_web_receives_what_it_needs_not_the_whole_bot() -> None:
-    found = edges(offenders(room("bot.web"), ("bot.bot", "cogs")))
+    assert offenders(room("bot.web"), ("bot.bot", "cogs")) == {}
     from bot.web.server import WebServer
 
-    for parameter in list(inspect.signature(WebServer.__init__).parameters.values())[1:]:
-        annotation = str(parameter.annotation)
-        if "Bot" in annotation or "Client" in annotation or annotation == "Any":
-            found.append(f"WebServer({parameter.name}: {annotation})")
-    none_but_pending(found, PENDING_WEB)
+    parameters = list(inspect.signature(WebServer.__init__).parameters.values())[1:]
+    annotations = [str(parameter.annotation) for parameter in parameters]
+    assert [a for a in annotations if "Bot" in a or "Client" in a or a == "Any"] == [], annotations
 
 
 def test_no_import_cycles() -> None:
-    none_but_pending([" <-> ".join(group) for group in import_cycles(import_graph())], PENDING_CYCLES)
+    assert import_cycles(import_graph()) == []
 
 
 # ---- the checks themselves ------------------------------------------------------------------------
