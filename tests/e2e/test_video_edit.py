@@ -312,3 +312,14 @@ def test_a_result_takes_the_first_of_video_urls_video_url_and_image_url() -> Non
     assert MJTask.from_json({**base, "videoUrl": "javascript:x"}).image_url == base["imageUrl"]  # type: ignore[union-attr]
     running = {**both, "status": "IN_PROGRESS"}
     assert MJTask.from_json(running).image_url == base["imageUrl"]  # type: ignore[union-attr]  # the preview
+
+
+async def test_edit_through_a_relay_reaches_the_server_behind_it(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy
+) -> None:
+    """new-api relays /submit/edits (not /edit): the refusal of the Discord-account pool behind it
+    comes back as code 9 in the relay's own error shape, and reads the same."""
+    await runner.start(accounts_poll_interval=0)
+    options = {"image": ("photo.png", png(), "image/png"), "prompt": "make it night"}
+    assert "cannot edit images" in await refusal(discord_fake, "edit", options)
+    assert [r.path for r in mj.requests if "/submit/edit" in r.path] == ["/mj/submit/edits"]
