@@ -88,6 +88,13 @@ class AmbiguousTask(BotError):
     key = "error.ambiguous_task"
 
 
+class TaskIdTaken(BotError):
+    """The API answered a submit with the id of a stored task of another member or guild (a server
+    shared by several guilds, or one that lies): that task's row is not handed over."""
+
+    key = "error.task_id_taken"
+
+
 class InvalidRequest(UpstreamError):
     """Code 4: the server rejected the parameters; `detail` says which."""
 

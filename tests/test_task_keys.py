@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.errors import AmbiguousTask
+from bot.errors import AmbiguousTask, TaskIdTaken
 from bot.models import TaskKey, TaskRecord
 from bot.storage.common import migrations
 from bot.storage.factory import open_store
@@ -58,9 +58,33 @@ async def test_a_row_with_another_upstreams_id_leaves_the_first_alone(backend: B
     assert await store.count_tasks() == 2
 
     # Replacing B (the same upstream and id) still forgets only B's clicks.
-    await store.insert_task(make(B, guild_id=2, prompt="again"))
+    await store.insert_task(make(B, guild_id=2, user_id=66, prompt="again"))  # the same submit stored again
     assert await store.claim_click(B, "act:0", 66, window=60)
     assert not await store.claim_click(A, "act:0", 11, window=60)
+
+
+async def test_one_server_cannot_hand_a_stored_task_to_another_member_or_guild(backend: Backend) -> None:
+    """One upstream serves several guilds (the operator's relay): an answer that reuses a stored id for
+    another member's submit is refused, and nothing of the stored task changes."""
+    store = await backend.open()
+    await store.insert_task(make(A, guild_id=1, user_id=11, message_id=100, prompt="a lighthouse"))
+    assert await store.claim_click(A, "act:0", 11, window=60)
+    for guild_id, user_id in ((2, 66), (1, 66), (None, 11)):
+        with pytest.raises(TaskIdTaken):
+            await store.insert_task(make(A, guild_id=guild_id, user_id=user_id, prompt="forged"))
+    with pytest.raises(TaskIdTaken):
+        await store.insert_many([make(TaskKey("default", "new")), make(A, guild_id=2, user_id=66)])
+    assert await store.get_task("new") is None  # all of the batch or nothing
+    kept = await store.get_task(A.id, A.upstream)
+    assert kept is not None and (kept.prompt, kept.guild_id, kept.user_id, kept.message_id) == (
+        "a lighthouse",
+        1,
+        11,
+        100,
+    )
+    assert not await store.claim_click(A, "act:0", 11, window=60)  # its click is still there
+    await store.insert_task(make(A, guild_id=1, user_id=11, prompt="stored again"))  # the same member's: fine
+    assert (await store.get_task(A.id, A.upstream)).prompt == "stored again"  # type: ignore[union-attr]
 
 
 async def test_a_bare_id_names_one_task_or_is_refused(backend: Backend) -> None:

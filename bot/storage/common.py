@@ -11,8 +11,8 @@ from dataclasses import replace
 from importlib import resources
 from typing import Any
 
-from bot.errors import AmbiguousTask
-from bot.models import TASK_COLUMNS, TaskRecord, task_column_value
+from bot.errors import AmbiguousTask, TaskIdTaken
+from bot.models import TASK_COLUMNS, Row, TaskRecord, task_column_value
 from bot.preferences import PREFS_COLUMNS, prefs_column_value
 
 #: insert_task / insert_many also write the lease: the process that submitted a task tracks it at once.
@@ -56,6 +56,21 @@ def insert_rows(records: Iterable[TaskRecord], now: float, owner: str, expires: 
     return [
         [*replace(r, created_at=r.created_at or now, updated_at=now).column_values(), owner, expires] for r in records
     ]
+
+
+_KEY_AT = (TASK_INSERT_COLUMNS.index("upstream"), TASK_INSERT_COLUMNS.index("id"))
+_OWNER_AT = (TASK_INSERT_COLUMNS.index("guild_id"), TASK_INSERT_COLUMNS.index("user_id"))
+
+
+def check_owners(rows: list[list[Any]], stored: Iterable[Row]) -> None:
+    """A stored task is replaced only by a task of the same member in the same guild (the same submit
+    stored again). One server serves several guilds: when it answers another member's submit with
+    this task's id, that is refused (TaskIdTaken) and the stored row is left as it was."""
+    owner_of = {(row[_KEY_AT[0]], row[_KEY_AT[1]]): (row[_OWNER_AT[0]], row[_OWNER_AT[1]]) for row in rows}
+    for old in stored:
+        new_owner = owner_of.get((old["upstream"], old["id"]))
+        if new_owner is not None and new_owner != (old["guild_id"], old["user_id"]):
+            raise TaskIdTaken(str(old["id"]))
 
 
 def only_task(records: list[TaskRecord], task_id: str, message_id: int | None) -> TaskRecord | None:

@@ -8,7 +8,16 @@ import pytest
 
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import BotRunner, is_done
-from tests.e2e.test_admin import GOOD_SECRET, add_key, answer, button_id, imagine_done, mj2, start  # noqa: F401
+from tests.e2e.test_admin import (  # noqa: F401  (mj2: a fixture)
+    GOOD_SECRET,
+    add_key,
+    answer,
+    button_id,
+    imagine,
+    imagine_done,
+    mj2,
+    start,
+)
 from tests.fakes.discord import FakeDiscord
 
 
@@ -49,3 +58,22 @@ async def test_a_server_answering_with_another_tasks_id_cannot_overwrite_its_row
     # A bare id that two servers share is refused in plain words, not guessed.
     handle = await discord_fake.slash("show", user=member, channel=discord_fake.channel, options={"task_id": kept.id})
     assert "More than one image service has a task with this id" in (await answer(discord_fake, handle)).text()
+
+
+async def test_one_server_answering_another_members_submit_with_a_stored_id_is_refused(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's server serves every guild: it cannot hand one member's stored task to another."""
+    bot = await runner.start()
+    member, other = discord_fake.member, discord_fake.admin
+    first = await imagine_done(discord_fake, "a lighthouse")
+    original = (await bot.store.recent_tasks(member.id, 1))[0]
+
+    monkeypatch.setattr(mj, "_new_id", lambda: original.id)
+    handle = await imagine(discord_fake, "a storm at sea", user=other)
+    assert "answered with the id of a task that is not yours" in (await answer(discord_fake, handle)).text()
+
+    kept = await bot.store.recent_tasks(member.id, 10)
+    assert [(r.prompt, r.message_id, r.status) for r in kept] == [("a lighthouse", first.id, "SUCCESS")]
+    assert await bot.store.recent_tasks(other.id, 10) == []
+    assert "a storm" not in first.text() and "a lighthouse" in first.text()

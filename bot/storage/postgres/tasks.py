@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from bot.models import TaskKey, TaskRecord
-from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, only_task, task_changes
+from bot.storage.common import TASK_INSERT_COLUMNS, check_owners, insert_rows, only_task, task_changes
 from bot.storage.postgres.base import PostgresBase, assignments, placeholders
 
 _INSERT = (
@@ -28,12 +28,17 @@ _UPSTREAM = TASK_INSERT_COLUMNS.index("upstream")
 class PostgresTasks(PostgresBase):
     async def _replace_tasks(self, rows: list[list[Any]]) -> None:
         """SQLite's INSERT OR REPLACE deletes the old row, whose clicks go with it (ON DELETE CASCADE):
-        do the same, then upsert (safe against another process inserting the same id at once)."""
+        do the same, then upsert (safe against another process inserting the same id at once). No row
+        of another member or guild is replaced (TaskIdTaken, nothing written)."""
         if not rows:
             return
         upstreams, ids = [row[_UPSTREAM] for row in rows], [row[0] for row in rows]
 
         async def work(conn: asyncpg.Connection) -> None:
+            stored = await conn.fetch(
+                f"SELECT upstream, id, guild_id, user_id FROM tasks WHERE {_KEYS} FOR UPDATE", upstreams, ids
+            )
+            check_owners(rows, stored)
             await conn.execute(f"DELETE FROM clicks WHERE {_CLICK_KEYS}", upstreams, ids)
             await conn.executemany(_INSERT, rows)
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.models import TaskKey, TaskRecord
-from bot.storage.common import TASK_INSERT_COLUMNS, insert_rows, only_task, task_changes
+from bot.storage.common import TASK_INSERT_COLUMNS, check_owners, insert_rows, only_task, task_changes
 from bot.storage.sqlite.base import SqliteBase
 
 _INSERT = (
@@ -16,20 +16,43 @@ _INSERT = (
     f"VALUES ({', '.join('?' for _ in TASK_INSERT_COLUMNS)})"
 )
 
+_UPSTREAM = TASK_INSERT_COLUMNS.index("upstream")
+#: Ids bound in one `IN (...)`: well under SQLite's limit of host parameters per statement.
+_ID_CHUNK = 500
+
 
 class SqliteTasks(SqliteBase):
+    async def _insert(self, rows: list[list[Any]]) -> None:
+        """INSERT OR REPLACE (the old row's clicks go with it), after checking that no row of another
+        member or guild would be replaced (TaskIdTaken, nothing written)."""
+
+        async def work() -> None:
+            ids_of: dict[str, list[str]] = {}
+            for row in rows:
+                ids_of.setdefault(row[_UPSTREAM], []).append(row[0])
+            for upstream, ids in ids_of.items():
+                for start in range(0, len(ids), _ID_CHUNK):
+                    chunk = ids[start : start + _ID_CHUNK]
+                    stored = await self._fetchall(
+                        "SELECT upstream, id, guild_id, user_id FROM tasks "
+                        f"WHERE upstream = ? AND id IN ({', '.join('?' for _ in chunk)})",
+                        (upstream, *chunk),
+                    )
+                    check_owners(rows, stored)
+            await self._db.executemany(_INSERT, rows)
+
+        await self._write(work)
+
     async def insert_task(self, record: TaskRecord) -> TaskRecord:
         now = time.time()
         record = replace(record, created_at=record.created_at or now, updated_at=now)
-        rows = insert_rows([record], now, self.owner, now + self.lease_seconds)
-        await self._write(lambda: self._db.execute(_INSERT, rows[0]))
+        await self._insert(insert_rows([record], now, self.owner, now + self.lease_seconds))
         return record
 
     async def insert_many(self, records: Iterable[TaskRecord]) -> None:
         """Bulk insert (benchmarks, imports) in one transaction."""
         now = time.time()
-        rows = insert_rows(records, now, self.owner, now + self.lease_seconds)
-        await self._write(lambda: self._db.executemany(_INSERT, rows))
+        await self._insert(insert_rows(records, now, self.owner, now + self.lease_seconds))
 
     async def get_task(
         self, task_id: str, upstream: str | None = None, *, message_id: int | None = None
