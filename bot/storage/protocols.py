@@ -17,7 +17,8 @@ from bot.preferences import UserPrefs
 
 class TaskStore(Protocol):
     """Task rows: what the bot submitted and what the Discord message shows. A row is keyed by its
-    upstream and the id that upstream gave it (TaskKey): every write names both."""
+    upstream and the id that upstream gave it (TaskKey): every write names both, and an insert
+    replaces a row only with the same member's task from the same guild (else TaskIdTaken)."""
 
     async def insert_task(self, record: TaskRecord) -> TaskRecord: ...
     async def insert_many(self, records: Iterable[TaskRecord]) -> None: ...
