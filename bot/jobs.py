@@ -183,10 +183,23 @@ class Jobs:
         )
         return await self.store.insert_task(record)
 
-    async def attach_message(self, record: TaskRecord, message_id: int, shown: str = "") -> TaskRecord:
-        """The task's message exists: remember it and start tracking."""
-        record = replace(record, message_id=message_id, shown=shown)
-        await self.store.update_task(record.key, message_id=message_id, shown=shown)
+    async def attach_message(
+        self,
+        record: TaskRecord,
+        message_id: int,
+        shown: str = "",
+        *,
+        interaction_token: str | None = None,
+        interaction_at: float | None = None,
+    ) -> TaskRecord:
+        """The task's message exists: remember it and start tracking. A message that is an
+        interaction's response comes with that interaction's token (and when Discord created the
+        interaction): the tracker edits it through the token while it lives (issue 16)."""
+        changes: dict[str, Any] = {"message_id": message_id, "shown": shown}
+        if interaction_token is not None:
+            changes.update(interaction_token=interaction_token, interaction_at=interaction_at)
+        record = replace(record, **changes)
+        await self.store.update_task(record.key, **changes)
         self.tracker.track(record)
         return record
 

@@ -123,7 +123,17 @@ async def submit_from_command(
         log.warning("Could not show task %s (HTTP %s); the tracker will post it", record.id, exc.status)
         bot.tracker.track(record)
         return record
-    return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
+    if dm is not None:  # a DM posted with the bot token: edited with it too
+        return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
+    # The message is the command's response: edited through the interaction's token for its first
+    # 14 minutes, which Discord does not count against the bot-wide limit (issue 16).
+    return await bot.jobs.attach_message(
+        record,
+        message.id,
+        parts.fingerprint(),
+        interaction_token=interaction.token,
+        interaction_at=interaction.created_at.timestamp(),
+    )
 
 
 async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRecord:

@@ -29,6 +29,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Literal
 
 import aiohttp
 import discord
@@ -382,9 +383,14 @@ class DiscordWriter:
         try:
             if token is not None and record.message_id is not None:
                 edited = await self._edit_through_interaction(record, token, parts, file)
-                if edited is not None:
+                if isinstance(edited, discord.Message):
                     self._wrote(record.id)
                     return edited
+                self._drop_token(record.id)
+                record = replace(record, interaction_token=None)
+                if edited == "gone":
+                    log.info("Message of task %s was deleted; posting a new one", record.id)
+                    record = replace(record, message_id=None)
                 if file is not None:
                     file.reset()
             return await self._bot_token_write(record, parts, file)
@@ -408,10 +414,10 @@ class DiscordWriter:
 
     async def _edit_through_interaction(
         self, record: TaskRecord, token: str, parts: render.MessageParts, file: discord.File | None
-    ) -> discord.Message | None:
+    ) -> discord.Message | Literal["gone", "refused"]:
         """Edit through the interaction's token (its own bucket; discord.py's webhook adapter honours
-        its X-RateLimit headers and retry_after). None: the message is gone, or Discord no longer
-        takes the token (401): the bot token goes on from here."""
+        its X-RateLimit headers and retry_after). "gone": the message was deleted; "refused":
+        Discord no longer takes the token (401). Either way the bot token goes on from here."""
         assert record.message_id is not None
         webhook = discord.Webhook.partial(self._client.application_id or 0, token, client=self._client)
         view = render.build_view(parts.buttons)
@@ -425,13 +431,12 @@ class DiscordWriter:
                 attachments=[file] if file is not None else MISSING,
             )
         except discord.NotFound:
-            log.info("Message of task %s was deleted; posting a new one", record.id)
+            return "gone"
         except discord.HTTPException as exc:
             if exc.status != 401:
                 raise
             log.warning("Discord refused the interaction token of task %s (401); using the bot token", record.id)
-        self._drop_token(record.id)
-        return None
+            return "refused"
 
     def _drop_token(self, task_id: str) -> None:
         task = self._tasks.get(task_id)
@@ -444,7 +449,7 @@ class DiscordWriter:
         """Edit (or post) with the bot token, each request within the budget."""
         channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
         view = render.build_view(parts.buttons)
-        if record.message_id is not None and self.live_token(record) is None:
+        if record.message_id is not None:
             await self._take_budget(record)
             try:
                 # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
