@@ -50,6 +50,18 @@ def tag_user_agent(instance: str) -> None:
 
     discord.http.HTTPClient.__init__ = init  # type: ignore[method-assign]
 
+    # Interaction-token requests (discord.py's webhook adapter) go through the same session without a
+    # User-Agent of their own: the session's default carries the tag to them.
+    login = discord.http.HTTPClient.static_login
+
+    @functools.wraps(login)
+    async def static_login(self: discord.http.HTTPClient, *args: Any, **kwargs: Any) -> Any:
+        data = await login(self, *args, **kwargs)
+        self._HTTPClient__session._default_headers["User-Agent"] = self.user_agent  # type: ignore[attr-defined]
+        return data
+
+    discord.http.HTTPClient.static_login = static_login  # type: ignore[method-assign]
+
 
 def main() -> int:
     api_base = os.environ.get("FAKE_DISCORD_API", "").strip()

@@ -211,7 +211,8 @@ async def test_discord_429_on_edits_is_waited_out_and_the_result_lands_once(
     message = await imagine(discord_fake, "a glass city")
     task_id = newest_task(mj)
     mj.hold(task_id)
-    discord_fake.rate_limit_next("PATCH /channels/", count=3, retry_after=0.2)
+    # /imagine's message is edited through its interaction token (issue 16): its route takes the 429s.
+    discord_fake.rate_limit_next("PATCH /webhooks/", count=3, retry_after=0.2)
     mj.release(task_id)
     await finished(discord_fake, message)
     await delivered_once(bot, discord_fake, task_id)
@@ -225,13 +226,16 @@ async def test_discord_5xx_on_the_result_edit_is_retried_and_the_result_lands_on
     task_id = newest_task(mj)
     mj.hold(task_id)
     await discord_fake.wait_for(lambda: task_id in bot.tracker.active_ids)
+    # The interaction token is refused (a 401: the bot token takes over), so the result's edit goes
+    # through the bot token's route, where discord.py raises a 503 to the tracker.
+    discord_fake.fail_next("/webhooks/", 401, count=1)
     discord_fake.fail_next("PATCH /channels/", 503, count=3)  # raised to the tracker: it retries later
     discord_fake.fail_next("PATCH /channels/", 500, count=1)  # retried inside discord.py
     mj.finish(task_id)
     mj.release(task_id)
     await finished(discord_fake, message)
     await delivered_once(bot, discord_fake, task_id)
-    assert discord_fake.failures_sent == 4
+    assert discord_fake.failures_sent == 5  # the 401 and the four 5xx
     assert "Discord refused the update" in log_text(bot_logs)
 
 
@@ -298,7 +302,7 @@ async def test_a_click_on_a_failed_or_expired_task_gets_a_clear_message(
     mj.hold(failed_id)
     await discord_fake.wait_for(lambda: failed_id in bot.tracker.active_ids)
     # The task fails upstream while Discord refuses the edit that would remove its Cancel button.
-    discord_fake.fail_next(f"PATCH /channels/{discord_fake.channel.id}/messages/{running.id}", 503, count=2)
+    discord_fake.fail_next(f"/messages/{running.id}", 503, count=2)  # its token's route or the bot's
     mj.fail(failed_id, "Banned prompt detected")
     await discord_fake.wait_for(lambda: discord_fake.failures_sent >= 1)
     click = await discord_fake.click(running, button_id(running, "Cancel"), user=discord_fake.member)

@@ -484,7 +484,7 @@ async def test_sigterm_lets_the_edit_in_flight_land_before_closing(
     await discord_fake.wait_for(lambda: task_id in bot.tracker.active_ids)
     web_url = bot.web.base_url if bot.web else ""
     # The result's edit will be held up by a rate limit: it is still in flight when SIGTERM arrives.
-    discord_fake.rate_limit_next(f"/channels/{message.channel_id}/messages/{message.id}", retry_after=1.5)
+    discord_fake.rate_limit_next(f"/messages/{message.id}", retry_after=1.5)  # its token's route (issue 16)
     mj.finish(task_id)
     assert await bot.tracker.hint("default", task_id)  # as a push would: read the task now
     await discord_fake.wait_for(lambda: discord_fake.rate_limits_sent, timeout=5)
