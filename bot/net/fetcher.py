@@ -22,6 +22,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -38,14 +39,18 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 
 
-def _guarded_socket(addr_info: tuple[object, ...]) -> socket.socket:
+#: What aiohttp hands a socket factory: (family, type, proto, canonical name, socket address).
+AddrInfo = tuple[int | socket.AddressFamily, int | socket.SocketKind, int, str, tuple[Any, ...]]
+
+
+def _guarded_socket(addr_info: AddrInfo) -> socket.socket:
     """aiohttp's socket factory: called with the exact address about to be connected."""
     family, type_, proto, _, sockaddr = addr_info
     assert isinstance(sockaddr, tuple)
     address = sockaddr_address(sockaddr)
     if not is_public(address):
         raise AddressRefused(str(address), str(address))
-    return socket.socket(family=family, type=type_, proto=proto)  # type: ignore[arg-type]
+    return socket.socket(family=family, type=type_, proto=proto)
 
 
 class GuardedResolver(AbstractResolver):
