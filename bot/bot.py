@@ -15,8 +15,9 @@ from discord.ext import commands
 
 from bot.alerts import AccountWatcher, AlertChannels, AlertPoster
 from bot.config import Settings
-from bot.errors import NotAllowed
+from bot.errors import BotError, InputError, NotAllowed
 from bot.i18n import CatalogTranslator
+from bot.inputs import check_options
 from bot.jobs import Jobs
 from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import Fetcher, result_fetcher
@@ -57,12 +58,28 @@ SHUTDOWN_GRACE = 10.0
 
 
 class MJCommandTree(app_commands.CommandTree["MJBot"]):
+    """The one error path of slash commands: a command raises BotError, this answers privately
+    (after clearing a "thinking…" message); options only a modified client can send are refused."""
+
+    async def interaction_check(self, interaction: discord.Interaction[MJBot]) -> bool:
+        try:
+            check_options(interaction)
+        except BotError as refused:
+            log.info("Refused /%s: %s", interaction.command.qualified_name if interaction.command else "?", refused.key)
+            await report_error(interaction, refused)
+            return False
+        return True
+
     async def on_error(self, interaction: discord.Interaction[MJBot], error: app_commands.AppCommandError) -> None:
         original: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError):
             original = error.original
         elif isinstance(error, app_commands.CheckFailure):
             original = NotAllowed()
+        elif isinstance(error, app_commands.TransformerError | app_commands.CommandSignatureMismatch):
+            # Values Discord's client would not send, or a command list out of date: not our error.
+            log.info("Refused a command with unexpected options: %s", type(error).__name__)
+            original = InputError("input.bad_options")
         await report_error(interaction, original)
 
 
@@ -218,6 +235,9 @@ class MJBot(commands.AutoShardedBot):
         if capabilities is not None:
             await capabilities.aclose()
         await super().close()
+        jobs = getattr(self, "jobs", None)
+        if jobs is not None:
+            await jobs.aclose()
         keys = getattr(self, "keys", None)
         if keys is not None:
             await keys.aclose()

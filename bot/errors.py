@@ -33,6 +33,8 @@ class UpstreamError(BotError):
     """The API refused or failed a request."""
 
     key = "error.upstream"
+    #: The upstream (key) that answered, when the jobs layer knows it (bot/jobs.py).
+    upstream: str | None = None
 
     def __init__(self, detail: str = "", *, code: int | None = None, status: int | None = None, **params: Any):
         super().__init__(detail, code=code, status=status, **params)
@@ -129,6 +131,14 @@ class TransientError(UpstreamError):
     transient = True
 
 
+class SubmitOutcomeUnknown(TransientError):
+    """A submit reached the server but its answer was lost (dropped connection, timeout): the server
+    may have made, and charged, the task. Transient like any lost answer, but never re-sent without
+    the user's consent (bot/jobs.py looks for the task first)."""
+
+    key = "error.submit_unknown"
+
+
 # ---- downloads made for someone else (bot.net.fetcher) -------------------------------------------
 
 
@@ -177,3 +187,14 @@ class NotAllowed(BotError):
     def __init__(self, key: str = "error.not_allowed", **params: Any) -> None:
         super().__init__("", **params)
         self.key = key
+
+
+class SubmitLost(BotError):
+    """A submit's answer was lost (SubmitOutcomeUnknown) and its task not found yet. `state` names
+    the lost submit for its Retry button; `searching` says whether the bot can look for the task."""
+
+    def __init__(self, state: str, *, searching: bool) -> None:
+        super().__init__("")
+        self.state = state
+        self.searching = searching
+        self.key = "submit.lost_searching" if searching else "submit.lost_unsearchable"

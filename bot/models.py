@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+from bot.requests import SubmitRequest
+
 NOT_START = "NOT_START"
 SUBMITTED = "SUBMITTED"
 MODAL = "MODAL"
@@ -110,6 +112,8 @@ class MJTask:
     submit_time: int | None = None
     start_time: int | None = None
     finish_time: int | None = None
+    #: The submit's `state`, echoed back: how the bot finds a task whose submit answer was lost.
+    state: str = ""
     properties: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     #: A video result's file: the first of videoUrls[].url and videoUrl (MJ_ACCOUNTS_VIDEO.md §7).
     video_url: str | None = None
@@ -152,6 +156,7 @@ class MJTask:
             submit_time=_int_or_none(data.get("submitTime")),
             start_time=_int_or_none(data.get("startTime")),
             finish_time=_int_or_none(data.get("finishTime")),
+            state=_text(data.get("state")).strip(),
             properties=properties,
             video_url=video_url,
         )
@@ -163,6 +168,17 @@ class MJTask:
     @property
     def is_running(self) -> bool:
         return self.status == IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request comes from and where its answer goes, travelling together: who asked, the
+    channel that shows the task, the guild whose rules and key apply (None in DMs), the language."""
+
+    user_id: int
+    channel_id: int
+    guild_id: int | None
+    locale: str = "en"
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +355,8 @@ class TaskRecord:
     # this token for the token's first minutes (bot/tracking/writer.py). A secret: out of repr.
     interaction_token: str | None = field(default=None, repr=False)
     interaction_at: float | None = None  # when Discord created that interaction (epoch seconds)
+    #: What was submitted, so a retry sends it again (None: not stored, see bot/requests.py).
+    request: SubmitRequest | None = None
 
     @classmethod
     def from_row(cls, row: Row) -> TaskRecord:
@@ -350,6 +368,8 @@ class TaskRecord:
         )
         values["extra"] = json.loads(values["extra"] or "{}")
         values["delivered"] = bool(values["delivered"])
+        stored = values.get("request")
+        values["request"] = SubmitRequest.from_json(json.loads(stored)) if stored else None
         return cls(**values)
 
     @property
@@ -369,11 +389,15 @@ _TASK_FIELDS = frozenset(TASK_COLUMNS)
 
 
 def task_column_value(name: str, value: Any) -> Any:
-    """A TaskRecord field as both backends store it: buttons and extra as JSON, delivered as 0/1."""
+    """A TaskRecord field as both backends store it: buttons, extra and request as JSON (a request
+    that is not stored, NULL), delivered as 0/1."""
     if name == "buttons":
         return json.dumps([b.to_json() for b in value], ensure_ascii=False)
     if name == "extra":
         return json.dumps(value, ensure_ascii=False)
     if name == "delivered":
         return int(bool(value))
+    if name == "request":
+        stored = value.to_json() if value is not None else None
+        return json.dumps(stored, ensure_ascii=False) if stored is not None else None
     return value

@@ -27,29 +27,57 @@ from bot.models import (
 
 # ---- custom ids (Discord limit: 100 characters) ---------------------------------------------------
 
-ACTION_ID = "mj:act:{task}:{index}"  # an upstream button, by its index in task.buttons
-CHANGE_ID = "mj:chg:{task}:{op}"  # U1..U4 / V1..V4 / R on basic servers (no buttons)
-PICK_ID = "mj:pick:{task}:{index}"  # describe / shorten candidate -> editable imagine
-MODAL_TASK_ID = "mj:open:{task}"  # open the prompt modal of a MODAL task (remix)
-REDESCRIBE_ID = "mj:redo:{task}"  # describe the same image again
-RETRY_ID = "mj:retry:{task}"  # a task that never finished: offer to submit it again
-RETRY_CONFIRM_ID = "mj:retryok:{task}"  # ...after the user confirmed (it may be charged again)
-CANCEL_ID = "mj:cancel:{task}"  # stop an in-flight task (requester or moderator)
-DELETE_ID = "mj:del:{task}"  # delete a result message (requester or moderator)
-SEED_ID = "mj:seed:{task}"  # ℹ️ seed, full prompt and parameters of a result (cogs/info.py)
-EXTEND_ID = "mj:ext:{task}:{index}:{motion}"  # extend video `index` (0-3) through /submit/video (cogs/video.py)
 
-ACTION_TEMPLATE = r"mj:act:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d{1,2})"
-CHANGE_TEMPLATE = r"mj:chg:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<op>[UV][1-4]|R)"
-PICK_TEMPLATE = r"mj:pick:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>\d)"
-MODAL_TASK_TEMPLATE = r"mj:open:(?P<task>[0-9A-Za-z_-]{1,40})"
-REDESCRIBE_TEMPLATE = r"mj:redo:(?P<task>[0-9A-Za-z_-]{1,40})"
-RETRY_TEMPLATE = r"mj:retry:(?P<task>[0-9A-Za-z_-]{1,40})"
-RETRY_CONFIRM_TEMPLATE = r"mj:retryok:(?P<task>[0-9A-Za-z_-]{1,40})"
-CANCEL_TEMPLATE = r"mj:cancel:(?P<task>[0-9A-Za-z_-]{1,40})"
-DELETE_TEMPLATE = r"mj:del:(?P<task>[0-9A-Za-z_-]{1,40})"
-SEED_TEMPLATE = r"mj:seed:(?P<task>[0-9A-Za-z_-]{1,40})"
-EXTEND_TEMPLATE = r"mj:ext:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>[0-3]):(?P<motion>high|low)"
+@dataclass(frozen=True)
+class CustomId:
+    """One custom_id shape, written once: `format` builds ids, `template` matches clicks (a
+    DynamicItem's template), so the two cannot drift apart. Ids already posted in Discord live on in
+    old messages: never change an existing shape, add a new one."""
+
+    prefix: str
+    fields: tuple[tuple[str, str], ...]  # (name, regex) in order
+
+    @property
+    def format(self) -> str:
+        return ":".join([self.prefix, *(f"{{{name}}}" for name, _ in self.fields)])
+
+    @property
+    def template(self) -> str:
+        return ":".join([self.prefix, *(f"(?P<{name}>{pattern})" for name, pattern in self.fields)])
+
+    def build(self, **values: object) -> str:
+        return self.format.format(**values)
+
+
+_TASK = ("task", r"[0-9A-Za-z_-]{1,40}")
+
+ACTION = CustomId("mj:act", (_TASK, ("index", r"\d{1,2}")))  # an upstream button, by its index in task.buttons
+CHANGE = CustomId("mj:chg", (_TASK, ("op", r"[UV][1-4]|R")))  # U1..U4 / V1..V4 / R on basic servers (no buttons)
+PICK = CustomId("mj:pick", (_TASK, ("index", r"\d")))  # describe / shorten candidate -> editable imagine
+MODAL_TASK = CustomId("mj:open", (_TASK,))  # open the prompt modal of a MODAL task (remix)
+REDESCRIBE = CustomId("mj:redo", (_TASK,))  # describe the same image again
+RETRY = CustomId("mj:retry", (_TASK,))  # a task that never finished: offer to submit it again
+RETRY_CONFIRM = CustomId("mj:retryok", (_TASK,))  # ...after the user confirmed (it may be charged again)
+CANCEL_TASK = CustomId("mj:cancel", (_TASK,))  # stop an in-flight task (requester or moderator)
+DELETE = CustomId("mj:del", (_TASK,))  # delete a result message (requester or moderator)
+SEED = CustomId("mj:seed", (_TASK,))  # ℹ️ seed, full prompt and parameters of a result (cogs/info.py)
+#: Extend video `index` (0-3) through /submit/video (cogs/video.py).
+EXTEND = CustomId("mj:ext", (_TASK, ("index", r"[0-3]"), ("motion", r"high|low")))
+#: A submit whose answer was lost (bot/jobs.py): submit it again, after the user confirmed.
+LOST_RETRY = CustomId("mj:lost", (("state", r"[0-9a-f]{16}"),))
+LOST_RETRY_CONFIRM = CustomId("mj:lostok", (("state", r"[0-9a-f]{16}"),))
+
+ACTION_ID = ACTION.format
+CHANGE_ID = CHANGE.format
+PICK_ID = PICK.format
+MODAL_TASK_ID = MODAL_TASK.format
+REDESCRIBE_ID = REDESCRIBE.format
+RETRY_ID = RETRY.format
+RETRY_CONFIRM_ID = RETRY_CONFIRM.format
+CANCEL_ID = CANCEL_TASK.format
+DELETE_ID = DELETE.format
+SEED_ID = SEED.format
+EXTEND_ID = EXTEND.format
 
 MAX_ROWS = 5
 ROW_WIDTH = 5
@@ -189,6 +217,21 @@ def fenced(text: str) -> str:
     return "```\n" + text.replace("```", f"`{ZWSP}``") + "\n```"
 
 
+def paginate(lines: list[str], limit: int = 2000) -> list[str]:
+    """Lines joined into as few messages as fit Discord's content limit, never splitting a line
+    (a line longer than the limit is cut)."""
+    pages: list[str] = []
+    page = ""
+    for line in (truncate(line, limit) for line in lines):
+        if page and len(page) + 1 + len(line) > limit:
+            pages.append(page)
+            page = ""
+        page = f"{page}\n{line}" if page else line
+    if page:
+        pages.append(page)
+    return pages
+
+
 def result_filename(record: TaskRecord, extension: str = "png") -> str:
     return f"mj_{record.id}.{extension}"
 
@@ -301,9 +344,8 @@ def action_buttons(record: TaskRecord) -> tuple[ButtonSpec, ...]:
 
 
 def through_relay(record: TaskRecord) -> bool:
-    """Made through a relay: /video marks its task, a click marks its retry (cogs/video.py, cogs/actions.py)."""
-    retry = record.extra.get("retry")
-    return bool(record.extra.get("relay") or (isinstance(retry, dict) and retry.get("relay")))
+    """Made through a relay: /video, Animate and Extend mark their task (cogs/video.py, cogs/actions.py)."""
+    return bool(record.extra.get("relay"))
 
 
 def relay_extend_buttons(record: TaskRecord) -> list[tuple[str, ButtonSpec]]:
@@ -465,7 +507,7 @@ def render_task(record: TaskRecord, *, image: str | None = None) -> MessageParts
         )
         embed.set_footer(text=t("footer.task", locale, id=record.id))
         buttons: tuple[ButtonSpec, ...] = (delete_button(record),)
-        if is_stuck(record) and record.extra.get("retry"):
+        if is_stuck(record) and record.request is not None:
             retry = ButtonSpec(RETRY_ID.format(task=record.id), t("button.retry", locale), "🔁", 1)
             buttons = (retry, *buttons)
         return MessageParts(t("content.failed", locale, mention=mention), embed, buttons)

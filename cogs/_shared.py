@@ -1,23 +1,28 @@
-"""Glue shared by the command cogs: posting a tracked task message and reading attachments."""
+"""Glue shared by the cogs: the Interaction alias, shared choices, posting a tracked task message,
+and the one base of every persistent button about a task (TaskButton)."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot import render
-from bot.errors import BotError, InputError
+from bot.errors import InputError, NotAllowed
 from bot.i18n import t
-from bot.images import SHRINK_FACTOR, check_upload
-from bot.jobs import Submit
-from bot.models import SubmitResult, TaskRecord
+from bot.models import SUCCESS, Origin, SubmitResult, TaskRecord
+from bot.policy import check_click
 from bot.preferences import UserPrefs
+from bot.requests import SubmitRequest
 from bot.responder import locale_of, reply, report_error
 from bot.tracking.posting import send_task_message
-from bot.upstream.client import data_url
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
@@ -31,39 +36,21 @@ log = logging.getLogger(__name__)
 # Two clicks on one button within this many seconds submit one action.
 CLICK_WINDOW = 10.0
 
-
-async def read_image(attachment: discord.Attachment, *, max_bytes: int) -> str:
-    """A user's attachment as a data URL, after checking its bytes (not its name); a moderately
-    oversized image is shrunk to fit."""
-    if attachment.size > max_bytes * SHRINK_FACTOR:
-        raise InputError(
-            "input.too_large", size_mb=f"{attachment.size / 1048576:.1f}", limit_mb=f"{max_bytes / 1048576:.0f}"
-        )
-    try:
-        data = await attachment.read()
-    except discord.HTTPException:
-        raise InputError("input.download_failed") from None
-    checked = await check_upload(data, max_bytes=max_bytes)
-    return data_url(checked.data, checked.mime)
+BOT_TYPES = [
+    app_commands.Choice(name=_("Midjourney", key="choice.midjourney"), value="MID_JOURNEY"),
+    app_commands.Choice(name=_("Niji (anime)", key="choice.niji"), value="NIJI_JOURNEY"),
+]
 
 
-async def read_images(attachments: list[discord.Attachment | None], *, max_bytes: int, max_total: int) -> list[str]:
-    """Several attachments as data URLs; also caps the request body the API will receive."""
-    images = [await read_image(a, max_bytes=max_bytes) for a in attachments if a is not None]
-    total = sum(len(i) * 3 // 4 for i in images)  # decoded size of the base64 payloads
-    if total > max_total:
-        raise InputError(
-            "input.total_too_large", size_mb=f"{total / 1048576:.1f}", limit_mb=f"{max_total / 1048576:.0f}"
-        )
-    return images
-
-
-async def discard_thinking(interaction: Interaction) -> None:
-    """Drop a public 'thinking…' response so the error that follows can be ephemeral."""
-    try:
-        await interaction.delete_original_response()
-    except discord.HTTPException:
-        pass
+def origin_of(interaction: Interaction, *, channel_id: int | None = None, dm: bool = False) -> Origin:
+    """Who clicked or typed, where the answer goes (`channel_id`, else the interaction's channel)
+    and whose rules apply (no guild for results sent to DMs)."""
+    return Origin(
+        user_id=interaction.user.id,
+        channel_id=channel_id if channel_id is not None else interaction.channel_id or 0,
+        guild_id=None if dm else interaction.guild_id,
+        locale=locale_of(interaction),
+    )
 
 
 async def begin(interaction: Interaction) -> UserPrefs:
@@ -82,40 +69,23 @@ async def dm_channel(interaction: Interaction) -> discord.DMChannel | None:
 
 
 async def submit_from_command(
-    interaction: Interaction,
-    submit: Submit,
-    *,
-    action: str,
-    prompt: str,
-    prefs: UserPrefs,
-    extra: dict[str, Any] | None = None,
-) -> TaskRecord | None:
+    interaction: Interaction, request: SubmitRequest, *, prefs: UserPrefs, extra: Mapping[str, Any] | None = None
+) -> TaskRecord:
     """For slash commands that already called `begin`: submit, then show the task's message (the
-    deferred response, or a DM), which the tracker keeps editing with the bot token."""
+    deferred response, or a DM), which the tracker keeps editing with the bot token. Errors go to
+    the command tree's handler, which clears the "thinking…" message and answers privately."""
     bot = interaction.client
-    locale = locale_of(interaction)
     dm = await dm_channel(interaction) if prefs.visibility == "dm" else None
-    try:
-        record, _ = await bot.jobs.submit(
-            submit,
-            action=action,
-            prompt=prompt,
-            user_id=interaction.user.id,
-            channel_id=dm.id if dm else interaction.channel_id or 0,
-            guild_id=None if dm else interaction.guild_id,
-            locale=locale,
-            extra=extra,
-        )
-    except BotError as error:
-        await discard_thinking(interaction)
-        await report_error(interaction, error)
-        return None
+    origin = origin_of(interaction, channel_id=dm.id if dm else None, dm=dm is not None)
+    record, _ = await bot.jobs.submit(request, origin, extra=extra)
     parts = render.render_task(record)
     view = render.build_view(parts.buttons)
     try:
         if dm is not None:
             message = await dm.send(content=parts.content, embed=parts.embed, view=view)  # type: ignore[arg-type]
-            await interaction.edit_original_response(content=t("settings.sent_to_dm", locale, url=message.jump_url))
+            await interaction.edit_original_response(
+                content=t("settings.sent_to_dm", origin.locale, url=message.jump_url)
+            )
         else:
             message = await interaction.edit_original_response(content=parts.content, embed=parts.embed, view=view)
     except discord.HTTPException as exc:
@@ -156,25 +126,56 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
 async def submit_child(
     interaction: Interaction,
     parent: TaskRecord,
-    submit: Submit,
+    request: SubmitRequest,
     *,
-    action: str,
+    action: str | None = None,
     prompt: str,
-    retry: dict[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[TaskRecord, SubmitResult]:
     """Submit a task that follows from `parent` (a click, a modal): same key, same channel."""
-    return await interaction.client.jobs.submit(
-        submit,
-        action=action,
-        prompt=prompt,
-        user_id=interaction.user.id,
-        channel_id=interaction.channel_id or parent.channel_id,
-        guild_id=interaction.guild_id,
-        locale=locale_of(interaction),
-        parent_id=parent.id,
-        upstream=parent.upstream,
-        extra={"retry": retry} if retry else None,
-    )
+    origin = origin_of(interaction, channel_id=interaction.channel_id or parent.channel_id)
+    jobs = interaction.client.jobs
+    return await jobs.submit(request, origin, action=action, prompt=prompt, parent=parent, extra=extra)
+
+
+async def deliver_click(interaction: Interaction, record: TaskRecord, result: SubmitResult) -> None:
+    """Show what a click created: its message, or a button that opens the prompt modal when the
+    server wants the prompt confirmed (remix; the interaction is already answered)."""
+    if result.needs_modal:
+        view = render.build_view(
+            (render.ButtonSpec(render.MODAL_TASK_ID.format(task=record.id), t("modal.open", record.locale), "✏️", 1),)
+        )
+        await interaction.followup.send(t("modal.needed", record.locale), view=view, ephemeral=True)  # type: ignore[arg-type]
+        return
+    await post_for_click(interaction, record)
+
+
+async def submit_click(
+    interaction: Interaction,
+    parent: TaskRecord,
+    button_key: str,
+    request: SubmitRequest | Callable[[], Awaitable[SubmitRequest]],
+    *,
+    action: str | None = None,
+    prompt: str,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal.
+    `request` may be a coroutine function that builds it once the click is acknowledged (a download
+    can take longer than Discord's 3 seconds). A refused submit frees the click again."""
+    bot = interaction.client
+    if not await bot.store.claim_click(parent.key, button_key, interaction.user.id, window=CLICK_WINDOW):
+        await reply(interaction, t("click.already", locale_of(interaction)))
+        return
+    await interaction.response.defer()
+    try:
+        if not isinstance(request, SubmitRequest):
+            request = await request()
+        record, result = await submit_child(interaction, parent, request, action=action, prompt=prompt, extra=extra)
+    except Exception:
+        await bot.store.release_click(parent.key, button_key)
+        raise
+    await deliver_click(interaction, record, result)
 
 
 class ItemsCog(commands.Cog):
@@ -192,37 +193,96 @@ class ItemsCog(commands.Cog):
         self.bot.remove_dynamic_items(*self.items)
 
 
-async def submit_click(
-    interaction: Interaction,
-    parent: TaskRecord,
-    button_key: str,
-    submit: Submit,
-    *,
-    action: str,
-    prompt: str,
-    retry: dict[str, Any] | None = None,
-) -> None:
-    """Shared path of every 'click -> new task' button: dedupe, defer, submit, post or ask for a modal.
+# ---- buttons ---------------------------------------------------------------------------------------
 
-    `retry` says how to submit the same thing again should the task get stuck (see cogs/manage.py).
-    """
-    bot = interaction.client
-    if not await bot.store.claim_click(parent.key, button_key, interaction.user.id, window=CLICK_WINDOW):
-        await reply(interaction, t("click.already", locale_of(interaction)))
-        return
-    await interaction.response.defer()
-    try:
-        record, result = await submit_child(interaction, parent, submit, action=action, prompt=prompt, retry=retry)
-    except BotError as error:
-        await bot.store.release_click(parent.key, button_key)
-        await report_error(interaction, error)
-        return
-    if result.needs_modal:
-        # The server wants the prompt confirmed (remix). The interaction is already answered, so
-        # offer a button that opens the modal.
-        view = render.build_view(
-            (render.ButtonSpec(render.MODAL_TASK_ID.format(task=record.id), t("modal.open", record.locale), "✏️", 1),)
-        )
-        await interaction.followup.send(t("modal.needed", record.locale), view=view, ephemeral=True)  # type: ignore[arg-type]
-        return
-    await post_for_click(interaction, record)
+
+class Who(Enum):
+    """Who may click a task's button."""
+
+    #: Anyone who sees the message.
+    ANYONE = "anyone"
+    #: As the guild's policy says (owner-only results, or everyone): bot/policy.py check_click.
+    CLICKERS = "clickers"
+    #: The member who asked for the task, or a moderator of the channel.
+    REQUESTER = "requester"
+
+
+_NEVER = r"(?!)"  # the template of a base class: matches no custom_id
+
+
+class Clickable(discord.ui.DynamicItem[discord.ui.Button[Any]], template=_NEVER):
+    """Base of every persistent button: its custom_id shape (`spec`, a render.CustomId given as the
+    class keyword) is written once for building ids and matching clicks, and every error of a check
+    or a callback is reported in one place. Subclasses implement `clicked`."""
+
+    spec: ClassVar[render.CustomId]
+
+    def __init_subclass__(cls, *, spec: render.CustomId | None = None) -> None:
+        super().__init_subclass__(template=spec.template if spec is not None else _NEVER)
+        if spec is not None:  # None: another base class (TaskButton)
+            cls.spec = spec
+
+    def __init__(self, **values: object) -> None:
+        super().__init__(discord.ui.Button(custom_id=self.spec.build(**values)))
+        self.values = {name: str(value) for name, value in values.items()}
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+    ) -> Clickable:
+        return cls(**match.groupdict())
+
+    async def check(self, interaction: Interaction) -> None:
+        """Raise BotError when this click may not go ahead."""
+
+    async def interaction_check(self, interaction: Interaction) -> bool:  # type: ignore[override]
+        try:
+            await self.check(interaction)
+        except Exception as error:
+            await report_error(interaction, error)
+            return False
+        return True
+
+    async def clicked(self, interaction: Interaction) -> None:
+        raise NotImplementedError
+
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+        try:
+            await self.clicked(interaction)
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+class TaskButton(Clickable):
+    """A button about one stored task (custom_id field `task`). interaction_check loads the task and
+    checks who may click it (`who`) and, for result buttons, that it finished (`needs_success`)."""
+
+    who: ClassVar[Who] = Who.CLICKERS
+    needs_success: ClassVar[bool] = False
+
+    def __init__(self, **values: object) -> None:
+        super().__init__(**values)
+        self.task_id = self.values["task"]
+        self._task: TaskRecord | None = None
+
+    @property
+    def task(self) -> TaskRecord:
+        """The task, loaded and checked by interaction_check."""
+        assert self._task is not None, "interaction_check runs first"
+        return self._task
+
+    async def check(self, interaction: Interaction) -> None:
+        # The button's message tells the task apart should two upstreams have given it the same id.
+        message_id = interaction.message.id if interaction.message else None
+        record = await interaction.client.store.get_task(self.task_id, message_id=message_id)
+        if record is None:
+            raise InputError("click.unknown_task")
+        if self.who is Who.CLICKERS:
+            await check_click(interaction, record)
+        elif self.who is Who.REQUESTER:
+            permissions = interaction.permissions
+            if interaction.user.id != record.user_id and not (permissions and permissions.manage_messages):
+                raise NotAllowed("manage.not_yours")
+        if self.needs_success and record.status != SUCCESS:
+            raise InputError("click.not_finished")
+        self._task = record

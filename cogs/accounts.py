@@ -27,14 +27,11 @@ from bot.i18n import t
 from bot.responder import locale_of, reply, report_error
 from bot.upstream.accounts import SYNC_COOLDOWN, Account, AccountList, AdminRefused, Capabilities
 from bot.upstream.keys import DEFAULT_UPSTREAM
+from cogs._shared import Interaction
 from cogs.admin import is_bot_owner, is_manager
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
 

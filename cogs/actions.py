@@ -1,9 +1,8 @@
 """Buttons on task messages and the modals they open.
 
-Every button is a `DynamicItem` matched by its custom_id, so buttons on messages from before a
-restart keep working. The custom_id only holds our task id and an index; the long Midjourney
-customId is read from the database. Errors here never reach the command tree's handler, so each
-callback reports its own errors through the shared responder.
+Every button is a TaskButton (cogs/_shared.py) matched by its custom_id, so buttons on messages
+from before a restart keep working. The custom_id only holds our task id and an index; the long
+Midjourney customId is read from the database.
 """
 
 from __future__ import annotations
@@ -11,31 +10,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot import render
-from bot.errors import BotError, InputError, TaskNotFound
+from bot.errors import BotError, InputError
 from bot.i18n import t
-from bot.jobs import Submit
-from bot.models import SUCCESS, SubmitResult, TaskRecord
-from bot.policy import check_click
+from bot.models import MODAL, TaskRecord
 from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt, with_zoom
+from bot.requests import ActionRequest, ChangeRequest, ImagineRequest, SubmitRequest, VideoRequest
 from bot.responder import locale_of, reply, report_error
 from bot.upstream.accounts import RELAY
-from bot.upstream.client import MJClient
 from bot.web.inpaint import LINK_TTL
-from cogs._shared import ItemsCog, post_for_click, submit_child, submit_click
+from cogs._shared import Interaction, ItemsCog, TaskButton, post_for_click, submit_child, submit_click
 from cogs.info import split_parameters
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +38,6 @@ CHANGE_ACTIONS = {"U": "UPSCALE", "V": "VARIATION", "R": "REROLL"}
 PROBE_SECONDS = 1.5
 # Actions Midjourney's remix mode lets the user re-prompt.
 REMIXABLE = frozenset({"VARIATION", "PAN", "REROLL"})
-
-
-async def load_finished(interaction: Interaction, task_id: str) -> TaskRecord:
-    # The button's message tells the task apart should two upstreams have given it the same id.
-    record = await interaction.client.store.get_task(
-        task_id, message_id=interaction.message.id if interaction.message else None
-    )
-    if record is None:
-        raise InputError("click.unknown_task")
-    await check_click(interaction, record)
-    if record.status != SUCCESS:
-        raise InputError("click.not_finished")
-    return record
 
 
 # ---- modals ---------------------------------------------------------------------------------------
@@ -97,17 +78,9 @@ class PromptModal(discord.ui.Modal):
         raise NotImplementedError
 
     async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            prompt = self.clean()
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        prompt = self.clean()  # a bad prompt is answered (on_error) before anything is deferred
         await interaction.response.defer()
-        try:
-            record = await self.run(interaction, prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        record = await self.run(interaction, prompt)
         await post_for_click(interaction, record)
 
     async def on_error(self, interaction: Interaction, error: Exception, item: Any = None) -> None:  # type: ignore[override]
@@ -147,12 +120,12 @@ class CustomZoomModal(ParentActionModal):
         record, result = await submit_child(
             interaction,
             self.parent,
-            lambda client: client.action(self.parent.id, custom_id),
+            ActionRequest(task_id=self.parent.id, custom_id=custom_id),
             action="ZOOM",
             prompt=prompt,
         )
         if result.needs_modal:
-            record, _ = await interaction.client.jobs.submit_modal(record.id, prompt)
+            record, _ = await interaction.client.jobs.submit_modal(record, prompt)
         return record
 
 
@@ -174,12 +147,12 @@ class RemixModal(ParentActionModal):
         record, result = await submit_child(
             interaction,
             self.parent,
-            lambda client: client.action(self.parent.id, custom_id, enable_remix=True),
+            ActionRequest(task_id=self.parent.id, custom_id=custom_id, enable_remix=True),
             action=self.action,
             prompt=prompt,
         )
         if result.needs_modal:
-            record, _ = await interaction.client.jobs.submit_modal(record.id, prompt)
+            record, _ = await interaction.client.jobs.submit_modal(record, prompt)
         else:
             # The server ran the action at once: it cannot take an edited prompt for it.
             await reply(interaction, t("remix.not_supported", locale_of(interaction)))
@@ -194,7 +167,7 @@ class ModalTaskModal(PromptModal):
         self.task = task
 
     async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
-        record, _ = await interaction.client.jobs.submit_modal(self.task.id, prompt)
+        record, _ = await interaction.client.jobs.submit_modal(self.task, prompt)
         return record
 
 
@@ -208,14 +181,7 @@ class PickModal(PromptModal):
     async def run(self, interaction: Interaction, prompt: str) -> TaskRecord:
         prefs = await interaction.client.store.get_prefs(interaction.user.id)
         prompt = apply_preferences(prompt, prefs)
-        record, _ = await submit_child(
-            interaction,
-            self.parent,
-            lambda client: client.imagine(prompt),
-            action="IMAGINE",
-            prompt=prompt,
-            retry={"kind": "imagine", "prompt": prompt},
-        )
+        record, _ = await submit_child(interaction, self.parent, ImagineRequest(prompt=prompt), prompt=prompt)
         return record
 
 
@@ -232,65 +198,53 @@ async def offer_region_editor(interaction: Interaction, parent: TaskRecord, inde
     await reply(interaction, t("click.inpaint_link", locale, minutes=LINK_TTL // 60), view=view)
 
 
-# ---- buttons --------------------------------------------------------------------------------------
+# ---- buttons ----------------------------------------------------------------------------------------
 
 
-class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.ACTION_TEMPLATE):
+class ActionButton(TaskButton, spec=render.ACTION):
     """An upstream button (U1, V2, 🔄, Zoom Out, pan...): /submit/action with its customId."""
 
-    def __init__(self, task_id: str, index: int) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.ACTION_ID.format(task=task_id, index=index)))
-        self.task_id = task_id
-        self.index = index
+    needs_success = True
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> ActionButton:
-        return cls(match["task"], int(match["index"]))
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            parent = await load_finished(interaction, self.task_id)
-            button = parent.button(self.index)
-            if button is None:
-                raise InputError("click.unknown_button")
-            locale = locale_of(interaction)
-            if render.is_inpaint(button):
-                await offer_region_editor(interaction, parent, self.index, locale)
-                return
-            if render.is_custom_zoom(button):
-                await interaction.response.send_modal(CustomZoomModal(parent, self.index, locale))
-                return
-            action = render.action_for_button(button)
-            animate = render.animate_motion(button)
-            if animate is not None and not animate[1]:
-                relay = await is_relay(interaction.client, parent.upstream)
-                await submit_click(
-                    interaction,
-                    parent,
-                    f"act:{self.index}",
-                    animate_submit(interaction.client, parent, button.custom_id, animate[0]),
-                    action=action,
-                    prompt=parent.final_prompt or parent.prompt,
-                    # Marks the video as made through a relay, so its result offers only what a relay runs.
-                    retry=animate_retry(parent, animate[0]) if relay else None,
-                )
-                return
-            if action in REMIXABLE and (await interaction.client.store.get_prefs(interaction.user.id)).remix:
-                await interaction.response.send_modal(RemixModal(parent, self.index, action, locale))
-                return
+    async def clicked(self, interaction: Interaction) -> None:
+        parent = self.task
+        index = int(self.values["index"])
+        button = parent.button(index)
+        if button is None:
+            raise InputError("click.unknown_button")
+        locale = locale_of(interaction)
+        if render.is_inpaint(button):
+            await offer_region_editor(interaction, parent, index, locale)
+            return
+        if render.is_custom_zoom(button):
+            await interaction.response.send_modal(CustomZoomModal(parent, index, locale))
+            return
+        action = render.action_for_button(button)
+        animate = render.animate_motion(button)
+        if animate is not None and not animate[1]:
+            relay = await is_relay(interaction.client, parent.upstream)
             await submit_click(
                 interaction,
                 parent,
-                f"act:{self.index}",
-                lambda client: client.action(parent.id, button.custom_id),
+                f"act:{index}",
+                animate_request(interaction.client, parent, button.custom_id, animate[0]),
                 action=action,
                 prompt=parent.final_prompt or parent.prompt,
-                retry={"kind": "action", "custom_id": button.custom_id},
+                # Marks the video as made through a relay, so its result offers only what a relay runs.
+                extra={"relay": True} if relay else None,
             )
-        except Exception as error:
-            await report_error(interaction, error)
+            return
+        if action in REMIXABLE and (await interaction.client.store.get_prefs(interaction.user.id)).remix:
+            await interaction.response.send_modal(RemixModal(parent, index, action, locale))
+            return
+        await submit_click(
+            interaction,
+            parent,
+            f"act:{index}",
+            ActionRequest(task_id=parent.id, custom_id=button.custom_id),
+            action=action,
+            prompt=parent.final_prompt or parent.prompt,
+        )
 
 
 async def is_relay(bot: MJBot, upstream: str) -> bool:
@@ -305,114 +259,65 @@ async def is_relay(bot: MJBot, upstream: str) -> bool:
     return known.flavor == RELAY
 
 
-def animate_retry(parent: TaskRecord, motion: str) -> dict[str, Any]:
-    """How to submit a relay's Animate again (cogs/manage.py); it also marks the video as made
-    through a relay, so its result offers only what a relay runs (render.through_relay)."""
-    prompt = split_parameters(parent.final_prompt or parent.prompt)[0] or "animate"
-    return {"kind": "video", "relay": True, "prompt": prompt, "motion": motion, "image": parent.image_url}
-
-
-def animate_submit(bot: MJBot, parent: TaskRecord, custom_id: str, motion: str) -> Submit:
+def animate_request(
+    bot: MJBot, parent: TaskRecord, custom_id: str, motion: str
+) -> Callable[[], Awaitable[SubmitRequest]]:
     """Animate on an upscale: the server's button where it accepts it (trueai); a relay refuses the
-    button (unknown_action), so there the bot submits /submit/video itself with the picture."""
+    button (unknown_action), so there the bot submits /submit/video itself with the picture's link.
+    Built once the click is acknowledged (the server's kind may need a probe)."""
 
-    async def submit(client: MJClient) -> SubmitResult:
-        caps = await bot.capabilities.get(client.name)
+    async def request() -> SubmitRequest:
+        caps = await bot.capabilities.get(parent.upstream)
         if caps.flavor != RELAY:
-            return await client.action(parent.id, custom_id)
+            return ActionRequest(task_id=parent.id, custom_id=custom_id)
         image = parent.image_url or parent.result_url
         if not image:
             raise InputError("click.unknown_button")
         prompt = split_parameters(parent.final_prompt or parent.prompt)[0] or "animate"
-        return await client.video(prompt, image=image, motion=motion)
+        return VideoRequest(prompt=prompt, image=image, motion=motion)
 
-    return submit
+    return request
 
 
-class ChangeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.CHANGE_TEMPLATE):
+class ChangeButton(TaskButton, spec=render.CHANGE):
     """U/V/reroll on basic servers, which have no buttons: /submit/change."""
 
-    def __init__(self, task_id: str, op: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.CHANGE_ID.format(task=task_id, op=op)))
-        self.task_id = task_id
-        self.op = op
+    needs_success = True
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> ChangeButton:
-        return cls(match["task"], match["op"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            parent = await load_finished(interaction, self.task_id)
-            action = CHANGE_ACTIONS[self.op[0]]
-            index = int(self.op[1]) if len(self.op) > 1 else 1
-            await submit_click(
-                interaction,
-                parent,
-                f"chg:{self.op}",
-                lambda client: client.change(parent.id, action, index),
-                action=action,
-                prompt=parent.final_prompt or parent.prompt,
-                retry={"kind": "change", "action": action, "index": index},
-            )
-        except Exception as error:
-            await report_error(interaction, error)
+    async def clicked(self, interaction: Interaction) -> None:
+        parent = self.task
+        op = self.values["op"]
+        index = int(op[1]) if len(op) > 1 else 1
+        await submit_click(
+            interaction,
+            parent,
+            f"chg:{op}",
+            ChangeRequest(task_id=parent.id, change=CHANGE_ACTIONS[op[0]], index=index),
+            prompt=parent.final_prompt or parent.prompt,
+        )
 
 
-class PickButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.PICK_TEMPLATE):
+class PickButton(TaskButton, spec=render.PICK):
     """Describe/shorten candidate N: done by the bot through /submit/imagine (relays refuse these)."""
 
-    def __init__(self, task_id: str, index: int) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.PICK_ID.format(task=task_id, index=index)))
-        self.task_id = task_id
-        self.index = index
+    needs_success = True
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> PickButton:
-        return cls(match["task"], int(match["index"]))
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            parent = await load_finished(interaction, self.task_id)
-            options = parent.extra.get("candidates") or parent.extra.get("options") or []
-            if not 1 <= self.index <= len(options):
-                raise InputError("click.unknown_button")
-            locale = locale_of(interaction)
-            await interaction.response.send_modal(PickModal(parent, self.index, options[self.index - 1], locale))
-        except Exception as error:
-            await report_error(interaction, error)
+    async def clicked(self, interaction: Interaction) -> None:
+        parent = self.task
+        index = int(self.values["index"])
+        options = parent.extra.get("candidates") or parent.extra.get("options") or []
+        if not 1 <= index <= len(options):
+            raise InputError("click.unknown_button")
+        await interaction.response.send_modal(PickModal(parent, index, options[index - 1], locale_of(interaction)))
 
 
-class OpenModalButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.MODAL_TASK_TEMPLATE):
+class OpenModalButton(TaskButton, spec=render.MODAL_TASK):
     """Opens the prompt modal of a MODAL task (the server asked for a remix prompt)."""
 
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.MODAL_TASK_ID.format(task=task_id)))
-        self.task_id = task_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> OpenModalButton:
-        return cls(match["task"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            record = await interaction.client.store.get_task(
-                self.task_id, message_id=interaction.message.id if interaction.message else None
-            )
-            if record is None:
-                raise TaskNotFound(self.task_id)
-            await check_click(interaction, record)
-            if record.status != "MODAL":
-                raise InputError("click.modal_done")
-            await interaction.response.send_modal(ModalTaskModal(record, locale_of(interaction)))
-        except Exception as error:
-            await report_error(interaction, error)
+    async def clicked(self, interaction: Interaction) -> None:
+        if self.task.status != MODAL:
+            raise InputError("click.modal_done")
+        await interaction.response.send_modal(ModalTaskModal(self.task, locale_of(interaction)))
 
 
 class Actions(ItemsCog):

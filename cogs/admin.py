@@ -23,13 +23,10 @@ from bot.policy import DAY, GuildSettings, day_start, normalize_words, split_wor
 from bot.responder import error_text, locale_of, reply, report_error
 from bot.upstream.client import UpstreamConfig
 from bot.upstream.keys import DEFAULT_UPSTREAM, ApiKey, KeyCheck, check_base_url, check_base_url_resolves, split_mode
+from cogs._shared import Interaction
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
 

@@ -9,17 +9,12 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.errors import BotError
-from bot.responder import report_error
-from cogs._shared import begin, discard_thinking, read_images, submit_from_command
-from cogs.imagine import BOT_TYPES
+from bot.inputs import read_images
+from bot.requests import BlendRequest
+from cogs._shared import BOT_TYPES, Interaction, begin, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 DIMENSIONS = [
     app_commands.Choice(name=_("Portrait 2:3", key="choice.portrait"), value="PORTRAIT"),
@@ -56,25 +51,17 @@ class Blend(commands.Cog):
     ) -> None:
         prefs = await begin(interaction)
         settings = self.bot.settings
-        try:
-            images = await read_images(
-                [image1, image2, image3, image4, image5],
-                max_bytes=settings.max_image_bytes,
-                max_total=settings.max_request_bytes,
-            )
-        except BotError as error:
-            await discard_thinking(interaction)
-            await report_error(interaction, error)
-            return
-        shape = dimensions.value if dimensions else "SQUARE"
-        bot_type = model.value if model else "MID_JOURNEY"
-        await submit_from_command(
-            interaction,
-            lambda client: client.blend(images, dimensions=shape, bot_type=bot_type),
-            prefs=prefs,
-            action="BLEND",
-            prompt=f"/blend {len(images)} images ({shape.lower()})",
+        images = await read_images(
+            [image1, image2, image3, image4, image5],
+            max_bytes=settings.max_image_bytes,
+            max_total=settings.max_request_bytes,
         )
+        request = BlendRequest(
+            images=tuple(images),
+            dimensions=dimensions.value if dimensions else "SQUARE",
+            bot_type=model.value if model else "MID_JOURNEY",
+        )
+        await submit_from_command(interaction, request, prefs=prefs)
 
 
 async def setup(bot: MJBot) -> None:

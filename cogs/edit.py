@@ -15,68 +15,52 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.errors import BotError, FeatureUnavailable, InputError, UnsupportedAction
-from bot.models import SubmitResult
+from bot.errors import FeatureUnavailable, InputError, UnsupportedAction
+from bot.inputs import read_image
 from bot.prompts import clean_prompt
-from bot.responder import report_error
-from bot.upstream.client import MJClient
-from cogs._shared import begin, discard_thinking, read_image, submit_from_command
+from bot.requests import EditRequest, RetextureRequest
+from cogs._shared import Interaction, begin, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 
 class Edit(commands.Cog):
     def __init__(self, bot: MJBot) -> None:
         self.bot = bot
 
-    async def _known_refusal(self, interaction: Interaction, feature: str) -> bool:
-        """True (and the member told) when this guild's first server already refused `feature`."""
+    async def _known_refusal(self, interaction: Interaction, feature: str) -> None:
+        """Refuse at once (before anything is shown) when this guild's first server already refused `feature`."""
         chain = self.bot.keys.chain(interaction.guild_id)
         if not chain:
-            return False
+            return
         # A pool that cannot edit cannot retexture either (same accounts, same refusal).
         for known in dict.fromkeys((feature, "edit")):
             if await self.bot.capabilities.offers(chain[0], known) is False:
-                await report_error(interaction, InputError(f"error.{known}_unsupported"))
-                return True
-        return False
+                raise InputError(f"error.{known}_unsupported")
 
     async def _run(self, interaction: Interaction, image: discord.Attachment, prompt: str, feature: str) -> None:
-        try:
-            text = clean_prompt(prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
-        if await self._known_refusal(interaction, feature):
-            return
+        text = clean_prompt(prompt)
+        await self._known_refusal(interaction, feature)
         prefs = await begin(interaction)
-        try:
-            picture = await read_image(image, max_bytes=self.bot.settings.max_image_bytes)
-        except BotError as error:
-            await discard_thinking(interaction)
-            await report_error(interaction, error)
-            return
+        picture = await read_image(image, max_bytes=self.bot.settings.max_image_bytes)
+        request = (
+            EditRequest(prompt=text, image=picture)
+            if feature == "edit"
+            else RetextureRequest(prompt=text, image=picture)
+        )
         memory = self.bot.capabilities
-
-        async def submit(client: MJClient) -> SubmitResult:
-            call = client.edits if feature == "edit" else client.retexture
-            try:
-                result = await call(text, picture)
-            except FeatureUnavailable:
-                await memory.learn(client.name, "edit", False)  # the pool cannot edit: neither tool works
-                raise
-            except UnsupportedAction:
-                await memory.learn(client.name, feature, False)
-                raise FeatureUnavailable(f"error.{feature}_unsupported") from None
-            await memory.learn(client.name, feature, True)
-            return result
-
-        await submit_from_command(interaction, submit, prefs=prefs, action=feature.upper(), prompt=text)
+        try:
+            record = await submit_from_command(interaction, request, prefs=prefs)
+        except FeatureUnavailable as refused:
+            if refused.upstream is not None:  # the pool cannot edit: neither tool works
+                await memory.learn(refused.upstream, "edit", False)
+            raise
+        except UnsupportedAction as refused:
+            if refused.upstream is not None:
+                await memory.learn(refused.upstream, feature, False)
+            raise FeatureUnavailable(f"error.{feature}_unsupported") from None
+        await memory.learn(record.upstream, feature, True)
 
     @app_commands.command(name=_("edit"), description=_("Edit an image with a prompt"))
     @app_commands.describe(image=_("The image to edit"), prompt=_("What it should become"))

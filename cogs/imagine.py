@@ -9,23 +9,14 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.errors import BotError
+from bot.inputs import read_image
 from bot.preferences import apply_preferences
 from bot.prompts import clean_prompt
-from bot.responder import report_error
-from cogs._shared import begin, discard_thinking, read_image, submit_from_command
+from bot.requests import ImagineRequest
+from cogs._shared import BOT_TYPES, Interaction, begin, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
-
-BOT_TYPES = [
-    app_commands.Choice(name=_("Midjourney", key="choice.midjourney"), value="MID_JOURNEY"),
-    app_commands.Choice(name=_("Niji (anime)", key="choice.niji"), value="NIJI_JOURNEY"),
-]
 
 
 class Imagine(commands.Cog):
@@ -48,33 +39,15 @@ class Imagine(commands.Cog):
         image2: discord.Attachment | None = None,
         model: app_commands.Choice[str] | None = None,
     ) -> None:
-        # Cheap checks first, answered ephemerally before anything is shown in the channel.
-        try:
-            text = clean_prompt(prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        text = clean_prompt(prompt)  # cheap checks first, answered before anything is shown in the channel
         prefs = await begin(interaction)
         text = apply_preferences(text, prefs)
-        images: list[str] = []
-        try:
-            for attachment in (image, image2):
-                if attachment is not None:
-                    images.append(await read_image(attachment, max_bytes=self.bot.settings.max_image_bytes))
-        except BotError as error:
-            await discard_thinking(interaction)
-            await report_error(interaction, error)
-            return
+        max_bytes = self.bot.settings.max_image_bytes
+        # Reference images are not kept with the task, so a stuck task with images has no Retry.
+        images = [await read_image(a, max_bytes=max_bytes) for a in (image, image2) if a is not None]
         bot_type = model.value if model else "MID_JOURNEY"
-        await submit_from_command(
-            interaction,
-            lambda client: client.imagine(text, bot_type=bot_type, images=images),
-            prefs=prefs,
-            action="IMAGINE",
-            prompt=text,
-            # Retrying a stuck task re-sends the prompt; reference images are not kept, so no retry then.
-            extra=None if images else {"retry": {"kind": "imagine", "prompt": text, "bot_type": bot_type}},
-        )
+        request = ImagineRequest(prompt=text, bot_type=bot_type, images=tuple(images))
+        await submit_from_command(interaction, request, prefs=prefs)
 
 
 async def setup(bot: MJBot) -> None:

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 
 from bot import render
-from bot.errors import BotError, InputError, UnsupportedAction
+from bot.errors import BotError, UnsupportedAction
 from bot.i18n import t
-from bot.models import SUCCESS, TaskRecord
-from bot.responder import locale_of, report_error
-from cogs._shared import ItemsCog
+from bot.models import TaskRecord
+from bot.responder import locale_of
+from cogs._shared import Interaction, ItemsCog, TaskButton, Who
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +62,17 @@ def info_embed(record: TaskRecord, seed: str, locale: str) -> discord.Embed:
     return embed
 
 
-class SeedButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.SEED_TEMPLATE):
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.SEED_ID.format(task=task_id)))
-        self.task_id = task_id
+class SeedButton(TaskButton, spec=render.SEED):
+    """ℹ️ on a result: its seed (an API call), full prompt and parameters, privately."""
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> SeedButton:
-        return cls(match["task"])
+    who = Who.ANYONE
+    needs_success = True
 
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            bot = interaction.client
-            record = await bot.store.get_task(
-                self.task_id, message_id=interaction.message.id if interaction.message else None
-            )
-            if record is None:
-                raise InputError("click.unknown_task")
-            if record.status != SUCCESS:
-                raise InputError("click.not_finished")
-            locale = locale_of(interaction)
-            await interaction.response.defer(ephemeral=True, thinking=True)  # the seed is an API call
-            seed = await seed_text(bot, record, locale)
-            await interaction.followup.send(embed=info_embed(record, seed, locale), ephemeral=True)
-        except Exception as error:
-            await report_error(interaction, error)
+    async def clicked(self, interaction: Interaction) -> None:
+        locale = locale_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the seed is an API call
+        seed = await seed_text(interaction.client, self.task, locale)
+        await interaction.followup.send(embed=info_embed(self.task, seed, locale), ephemeral=True)
 
 
 class Info(ItemsCog):

@@ -1,191 +1,105 @@
-"""Cancel an in-flight task and delete a result: the requester or a moderator only."""
+"""Cancel an in-flight task, delete a result, retry a task that never finished or whose submit
+answer was lost: the requester (or a moderator) only, and a retry only after a warning."""
 
 from __future__ import annotations
 
 import logging
-import re
-import time
-from typing import TYPE_CHECKING, Any
-
-import discord
+from typing import TYPE_CHECKING
 
 from bot import render
-from bot.errors import InputError, NotAllowed
+from bot.errors import InputError
 from bot.i18n import t
-from bot.jobs import Submit
-from bot.models import CANCEL, FINAL_STATUSES, TaskRecord
-from bot.responder import locale_of, reply, report_error
-from cogs._shared import ItemsCog, submit_click
+from bot.responder import locale_of, reply
+from cogs._shared import Clickable, Interaction, ItemsCog, TaskButton, Who, deliver_click, submit_click
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
 
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
-
 log = logging.getLogger(__name__)
 
-CANCELLED_REASON = "bot:failure.cancelled_by_user"
+
+class CancelButton(TaskButton, spec=render.CANCEL_TASK):
+    who = Who.REQUESTER
+
+    async def clicked(self, interaction: Interaction) -> None:
+        jobs = interaction.client.jobs
+        jobs.check_cancellable(self.task)
+        await interaction.response.defer()
+        record = await jobs.cancel(self.task, interaction.user.id)
+        parts = render.render_task(record)
+        await interaction.edit_original_response(
+            content=parts.content, embed=parts.embed, view=render.build_view(parts.buttons)
+        )
+        await interaction.client.store.update_task(record.key, shown=parts.fingerprint())
 
 
-async def own_task(interaction: Interaction, task_id: str) -> TaskRecord:
-    """The task, if the clicking user asked for it or may moderate messages here."""
-    # The button's message tells the task apart should two upstreams have given it the same id.
-    record = await interaction.client.store.get_task(
-        task_id, message_id=interaction.message.id if interaction.message else None
-    )
-    if record is None:
-        raise InputError("click.unknown_task")
-    permissions = interaction.permissions
-    if interaction.user.id != record.user_id and not (permissions and permissions.manage_messages):
-        raise NotAllowed("manage.not_yours")
-    return record
+class DeleteButton(TaskButton, spec=render.DELETE):
+    who = Who.REQUESTER
+
+    async def clicked(self, interaction: Interaction) -> None:
+        if interaction.message is None:
+            raise InputError("click.unknown_task")
+        await interaction.message.delete()
+        await reply(interaction, t("manage.deleted", locale_of(interaction)))
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.CANCEL_TEMPLATE):
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.CANCEL_ID.format(task=task_id)))
-        self.task_id = task_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> CancelButton:
-        return cls(match["task"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        bot = interaction.client
-        try:
-            record = await own_task(interaction, self.task_id)
-            if record.status in FINAL_STATUSES or record.delivered:
-                raise InputError("manage.already_finished")
-            bot.tracker.forget(record.key)
-            await interaction.response.defer()
-            cancelled_upstream = await bot.jobs.client(record.upstream).cancel(record.id)
-            log.info(
-                "Task %s cancelled by %s (upstream cancel: %s)", record.id, interaction.user.id, cancelled_upstream
-            )
-            now = time.time()
-            await bot.store.update_task(
-                record.key, status=CANCEL, fail_reason=CANCELLED_REASON, finished_at=now, delivered=True
-            )
-            record = await bot.store.get_task(record.id, record.upstream) or record
-            parts = render.render_task(record)
-            await interaction.edit_original_response(
-                content=parts.content, embed=parts.embed, view=render.build_view(parts.buttons)
-            )
-            await bot.store.update_task(record.key, shown=parts.fingerprint())
-        except Exception as error:
-            await report_error(interaction, error)
-
-
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.DELETE_TEMPLATE):
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.DELETE_ID.format(task=task_id)))
-        self.task_id = task_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> DeleteButton:
-        return cls(match["task"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            await own_task(interaction, self.task_id)
-            if interaction.message is None:
-                raise InputError("click.unknown_task")
-            await interaction.message.delete()
-            await reply(interaction, t("manage.deleted", locale_of(interaction)))
-        except Exception as error:
-            await report_error(interaction, error)
-
-
-def retry_submit(bot: MJBot, stuck: TaskRecord) -> Submit:
-    """The same request again, from the spec stored when it was first submitted."""
-    spec: dict[str, Any] = stuck.extra.get("retry") or {}
-    kind = spec.get("kind")
-    bot_type = str(spec.get("bot_type") or "MID_JOURNEY")
-    if kind == "imagine":
-        return lambda client: client.imagine(str(spec["prompt"]), bot_type=bot_type)
-    if kind == "shorten":
-        return lambda client: client.shorten(str(spec["prompt"]), bot_type=bot_type)
-    if kind == "action" and stuck.parent_id:
-        parent_id = stuck.parent_id
-        return lambda client: client.action(parent_id, str(spec["custom_id"]))
-    if kind == "change" and stuck.parent_id:
-        parent_id = stuck.parent_id
-        return lambda client: client.change(parent_id, str(spec["action"]), int(spec["index"]))
-    if kind == "video":  # a relay's Animate (with its picture's link) or Extend (with the video's index)
-        prompt, motion = str(spec.get("prompt") or "animate"), str(spec.get("motion") or "low")
-        if stuck.parent_id and isinstance(spec.get("index"), int):
-            extend = (stuck.parent_id, int(spec["index"]))
-            return lambda client: client.video(prompt, motion=motion, extend=extend)
-        if isinstance(spec.get("image"), str):
-            image = str(spec["image"])
-            return lambda client: client.video(prompt, motion=motion, image=image)
-    raise InputError("retry.impossible")
-
-
-class RetryButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.RETRY_TEMPLATE):
+class RetryButton(TaskButton, spec=render.RETRY):
     """On a task the bot gave up on: asks first, because a new submit may be charged again."""
 
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.RETRY_ID.format(task=task_id)))
-        self.task_id = task_id
+    who = Who.REQUESTER
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> RetryButton:
-        return cls(match["task"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            record = await own_task(interaction, self.task_id)
-            if not render.is_stuck(record):
-                raise InputError("retry.impossible")
-            locale = locale_of(interaction)
-            confirm = render.ButtonSpec(
-                render.RETRY_CONFIRM_ID.format(task=record.id), t("retry.confirm_button", locale), "🔁", 1
-            )
-            await reply(interaction, t("retry.confirm", locale), view=render.build_view((confirm,)))
-        except Exception as error:
-            await report_error(interaction, error)
+    async def clicked(self, interaction: Interaction) -> None:
+        if not render.is_stuck(self.task) or self.task.request is None:
+            raise InputError("retry.impossible")
+        locale = locale_of(interaction)
+        confirm = render.ButtonSpec(
+            render.RETRY_CONFIRM.build(task=self.task.id), t("retry.confirm_button", locale), "🔁", 1
+        )
+        await reply(interaction, t("retry.confirm", locale), view=render.build_view((confirm,)))
 
 
-class RetryConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.RETRY_CONFIRM_TEMPLATE):
-    def __init__(self, task_id: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=render.RETRY_CONFIRM_ID.format(task=task_id)))
-        self.task_id = task_id
+class RetryConfirmButton(TaskButton, spec=render.RETRY_CONFIRM):
+    who = Who.REQUESTER
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> RetryConfirmButton:
-        return cls(match["task"])
+    async def clicked(self, interaction: Interaction) -> None:
+        stuck = self.task
+        if not render.is_stuck(stuck) or stuck.request is None:
+            raise InputError("retry.impossible")
+        # The retry's message shows what the first would have (a video made through a relay...).
+        extra = {"relay": True} if render.through_relay(stuck) else None
+        await submit_click(
+            interaction, stuck, "retry", stuck.request, action=stuck.action, prompt=stuck.prompt, extra=extra
+        )
 
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            stuck = await own_task(interaction, self.task_id)
-            if not render.is_stuck(stuck):
-                raise InputError("retry.impossible")
-            await submit_click(
-                interaction,
-                stuck,
-                "retry",
-                retry_submit(interaction.client, stuck),
-                action=stuck.action,
-                prompt=stuck.prompt,
-                retry=stuck.extra.get("retry"),
-            )
-        except Exception as error:
-            await report_error(interaction, error)
+
+class LostRetryButton(Clickable, spec=render.LOST_RETRY):
+    """On the notice of a submit whose answer was lost: asks first, because the first submit may
+    have been charged already."""
+
+    async def check(self, interaction: Interaction) -> None:
+        interaction.client.jobs.lost(self.values["state"], interaction.user.id)
+
+    async def clicked(self, interaction: Interaction) -> None:
+        locale = locale_of(interaction)
+        confirm = render.ButtonSpec(
+            render.LOST_RETRY_CONFIRM.build(state=self.values["state"]), t("retry.confirm_button", locale), "🔁", 1
+        )
+        await reply(interaction, t("submit.lost_confirm", locale), view=render.build_view((confirm,)))
+
+
+class LostRetryConfirmButton(Clickable, spec=render.LOST_RETRY_CONFIRM):
+    async def check(self, interaction: Interaction) -> None:
+        interaction.client.jobs.lost(self.values["state"], interaction.user.id)
+
+    async def clicked(self, interaction: Interaction) -> None:
+        await interaction.response.defer()
+        jobs = interaction.client.jobs
+        record, result = await jobs.retry_lost(self.values["state"], interaction.user.id, locale_of(interaction))
+        await deliver_click(interaction, record, result)
 
 
 class Manage(ItemsCog):
-    items = (CancelButton, DeleteButton, RetryButton, RetryConfirmButton)
+    items = (CancelButton, DeleteButton, RetryButton, RetryConfirmButton, LostRetryButton, LostRetryConfirmButton)
 
 
 async def setup(bot: MJBot) -> None:

@@ -17,13 +17,10 @@ from bot.i18n import t
 from bot.models import FINAL_STATUSES, SUCCESS, TaskRecord
 from bot.policy import DAY, day_start, discord_time
 from bot.responder import locale_of, reply
+from cogs._shared import Interaction
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 HISTORY_SIZE = 10
 #: Longest wait for the server's queue in /info (the answer is due within 3 s).

@@ -18,15 +18,11 @@ from bot import preferences as prefs_mod
 from bot.errors import BotError, InputError
 from bot.i18n import t
 from bot.preferences import MAX_OPTION_SETS, PANEL_SETTINGS, UserPrefs, check_option_set
-from bot.responder import locale_of, reply, report_error
-from cogs._shared import ItemsCog
+from bot.responder import locale_of, reply, reply_lines, report_error
+from cogs._shared import Interaction, ItemsCog
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 SELECT_ID = "mj:set:{field}"
 SELECT_TEMPLATE = r"mj:set:(?P<field>version|stylize|speed|aspect)"
@@ -183,12 +179,8 @@ class Settings(ItemsCog):
     @app_commands.describe(value=_("For example: --style raw --s 150"))
     async def suffix(self, interaction: Interaction, value: app_commands.Range[str, 0, 500] | None = None) -> None:
         locale = locale_of(interaction)
-        try:
-            suffix = UserPrefs(interaction.user.id).with_changes(suffix=" ".join((value or "").split())).suffix
-            prefs = await self.bot.store.update_prefs(interaction.user.id, suffix=suffix)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        suffix = UserPrefs(interaction.user.id).with_changes(suffix=" ".join((value or "").split())).suffix
+        prefs = await self.bot.store.update_prefs(interaction.user.id, suffix=suffix)
         text = (
             t("prefer.suffix_set", locale, suffix=prefs.suffix) if prefs.suffix else t("prefer.suffix_cleared", locale)
         )
@@ -200,16 +192,12 @@ class Settings(ItemsCog):
         self, interaction: Interaction, name: app_commands.Range[str, 1, 32], value: app_commands.Range[str, 1, 300]
     ) -> None:
         locale = locale_of(interaction)
-        try:
-            store = self.bot.store
-            prefs = await store.get_prefs(interaction.user.id)
-            clean, text = check_option_set(name, value, prefs.option_sets)
-            # One set written on its own (the limit checked in the same statement): sets added at once are all kept.
-            if not await store.set_option_set(interaction.user.id, clean, text, limit=MAX_OPTION_SETS):
-                raise InputError("prefs.too_many_options", limit=MAX_OPTION_SETS)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        store = self.bot.store
+        prefs = await store.get_prefs(interaction.user.id)
+        clean, text = check_option_set(name, value, prefs.option_sets)
+        # One set written on its own (the limit checked in the same statement): sets added at once are all kept.
+        if not await store.set_option_set(interaction.user.id, clean, text, limit=MAX_OPTION_SETS):
+            raise InputError("prefs.too_many_options", limit=MAX_OPTION_SETS)
         await reply(interaction, t("prefer.option_saved", locale, name=clean, value=text))
 
     @option.command(name=_("list"), description=_("Show your option sets"))
@@ -220,7 +208,7 @@ class Settings(ItemsCog):
             await reply(interaction, t("prefer.no_options", locale))
             return
         lines = [f"`--{name}` → `{value}`" for name, value in sorted(prefs.option_sets.items())]
-        await reply(interaction, t("prefer.options_header", locale) + "\n" + "\n".join(lines))
+        await reply_lines(interaction, [t("prefer.options_header", locale), *lines])
 
     @option.command(name=_("delete"), description=_("Delete an option set"))
     @app_commands.describe(name=_("The option set to delete"))
@@ -228,8 +216,7 @@ class Settings(ItemsCog):
         locale = locale_of(interaction)
         clean = name.strip().lstrip("-").lower()
         if not await self.bot.store.delete_option_set(interaction.user.id, clean):
-            await report_error(interaction, InputError("prefer.no_such_option", name=clean))
-            return
+            raise InputError("prefer.no_such_option", name=clean)
         await reply(interaction, t("prefer.option_deleted", locale, name=clean))
 
 

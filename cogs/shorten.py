@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.errors import BotError
 from bot.prompts import clean_prompt
-from bot.responder import report_error
-from cogs._shared import begin, submit_from_command
-from cogs.imagine import BOT_TYPES
+from bot.requests import ShortenRequest
+from cogs._shared import BOT_TYPES, Interaction, begin, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 
 class Shorten(commands.Cog):
@@ -36,21 +29,10 @@ class Shorten(commands.Cog):
         prompt: app_commands.Range[str, 1, 6000],
         model: app_commands.Choice[str] | None = None,
     ) -> None:
-        try:
-            text = clean_prompt(prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        text = clean_prompt(prompt)
         prefs = await begin(interaction)
-        bot_type = model.value if model else "MID_JOURNEY"
-        await submit_from_command(
-            interaction,
-            lambda client: client.shorten(text, bot_type=bot_type),
-            prefs=prefs,
-            action="SHORTEN",
-            prompt=text,
-            extra={"retry": {"kind": "shorten", "prompt": text, "bot_type": bot_type}},
-        )
+        request = ShortenRequest(prompt=text, bot_type=model.value if model else "MID_JOURNEY")
+        await submit_from_command(interaction, request, prefs=prefs)
 
 
 async def setup(bot: MJBot) -> None:

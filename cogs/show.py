@@ -15,15 +15,10 @@ from bot import render
 from bot.errors import BotError, InputError
 from bot.images import Media
 from bot.models import SUCCESS, TaskRecord
-from bot.responder import report_error
-from cogs._shared import discard_thinking
+from cogs._shared import Interaction
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +56,9 @@ class Show(commands.Cog):
         record = await self.bot.store.get_task(task_id.strip())
         permissions = interaction.permissions
         if record is None or (record.user_id != interaction.user.id and not permissions.manage_messages):
-            await report_error(interaction, InputError("show.not_found"))
-            return
+            raise InputError("show.not_found")
         if record.status != SUCCESS:
-            await report_error(interaction, InputError("show.not_finished"))
-            return
+            raise InputError("show.not_finished")
         await interaction.response.defer(thinking=True)
         media = await self._image(record)
         file = None
@@ -82,8 +75,7 @@ class Show(commands.Cog):
             await interaction.edit_original_response(**kwargs)  # type: ignore[arg-type]
         except discord.HTTPException as exc:
             log.warning("Could not show task %s again (HTTP %s)", record.id, exc.status)
-            await discard_thinking(interaction)
-            await report_error(interaction, InputError("show.failed"))
+            raise InputError("show.failed") from None
 
 
 async def setup(bot: MJBot) -> None:

@@ -9,16 +9,12 @@ from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
-from bot.errors import BotError
-from bot.responder import report_error
-from cogs._shared import begin, discard_thinking, read_images, submit_from_command
+from bot.inputs import read_images
+from bot.requests import SwapFaceRequest
+from cogs._shared import Interaction, begin, submit_from_command
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 
 class SwapFace(commands.Cog):
@@ -30,21 +26,10 @@ class SwapFace(commands.Cog):
     async def swapface(self, interaction: Interaction, source: discord.Attachment, target: discord.Attachment) -> None:
         prefs = await begin(interaction)
         settings = self.bot.settings
-        try:
-            face, picture = await read_images(
-                [source, target], max_bytes=settings.max_image_bytes, max_total=settings.max_request_bytes
-            )
-        except BotError as error:
-            await discard_thinking(interaction)
-            await report_error(interaction, error)
-            return
-        await submit_from_command(
-            interaction,
-            lambda client: client.swap_face(face, picture),
-            prefs=prefs,
-            action="SWAP_FACE",
-            prompt="/swapface",
+        face, picture = await read_images(
+            [source, target], max_bytes=settings.max_image_bytes, max_total=settings.max_request_bytes
         )
+        await submit_from_command(interaction, SwapFaceRequest(source=face, target=picture), prefs=prefs)
 
 
 async def setup(bot: MJBot) -> None:

@@ -8,8 +8,7 @@ server's accounts (code 9), no account for video (3), video turned off (4).
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -17,19 +16,15 @@ from discord.app_commands import locale_str as _
 
 from bot import render
 from bot.errors import BotError
+from bot.inputs import read_image
 from bot.prompts import clean_prompt
-from bot.responder import report_error
+from bot.requests import VideoRequest
 from bot.upstream.accounts import RELAY
-from cogs._shared import ItemsCog, begin, discard_thinking, read_image, submit_click, submit_from_command
-from cogs.actions import load_finished
+from cogs._shared import Interaction, ItemsCog, TaskButton, begin, submit_click, submit_from_command
 from cogs.info import split_parameters
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
-
-    Interaction = discord.Interaction[MJBot]
-else:
-    Interaction = discord.Interaction
 
 MOTIONS = [
     app_commands.Choice(name=_("low motion", key="choice.motion_low"), value="low"),
@@ -42,40 +37,26 @@ BATCHES = [
 ]
 
 
-class ExtendButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=render.EXTEND_TEMPLATE):
+class ExtendButton(TaskButton, spec=render.EXTEND):
     """Extend one video of a relay's VIDEO task: /submit/video with action "extend", the task id and
     the index (relays refuse the server's own Extend button). On trueai Discord accounts the new task
     starts as UPSCALE and turns VIDEO under the same id; the tracker follows its label."""
 
-    def __init__(self, task_id: str, index: int, motion: str) -> None:
-        custom_id = render.EXTEND_ID.format(task=task_id, index=index, motion=motion)
-        super().__init__(discord.ui.Button(custom_id=custom_id))
-        self.task_id = task_id
-        self.index = index
-        self.motion = motion
+    needs_success = True
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> ExtendButton:
-        return cls(match["task"], int(match["index"]), match["motion"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            parent = await load_finished(interaction, self.task_id)
-            prompt = split_parameters(parent.prompt)[0] or "extend"
-            await submit_click(
-                interaction,
-                parent,
-                f"ext:{self.index}:{self.motion}",
-                lambda client: client.video(prompt, motion=self.motion, extend=(parent.id, self.index)),
-                action="VIDEO",
-                prompt=prompt,
-                # Only relay videos have this button: the mark keeps the extension's buttons relay-safe.
-                retry={"kind": "video", "relay": True, "prompt": prompt, "motion": self.motion, "index": self.index},
-            )
-        except Exception as error:
-            await report_error(interaction, error)
+    async def clicked(self, interaction: Interaction) -> None:
+        parent = self.task
+        index, motion = int(self.values["index"]), self.values["motion"]
+        prompt = split_parameters(parent.prompt)[0] or "extend"
+        await submit_click(
+            interaction,
+            parent,
+            f"ext:{index}:{motion}",
+            VideoRequest(prompt=prompt, motion=motion, extend_task=parent.id, extend_index=index),
+            prompt=prompt,
+            # Only relay videos have this button: the mark keeps the extension's buttons relay-safe.
+            extra={"relay": True},
+        )
 
 
 class Video(ItemsCog):
@@ -103,33 +84,22 @@ class Video(ItemsCog):
         hd: bool = False,
         batch: app_commands.Choice[int] | None = None,
     ) -> None:
-        try:
-            text = clean_prompt(prompt)
-        except BotError as error:
-            await report_error(interaction, error)
-            return
+        text = clean_prompt(prompt)
         prefs = await begin(interaction)
         limit = self.bot.settings.max_image_bytes
-        try:
-            first = await read_image(image, max_bytes=limit)
-            last = await read_image(end_image, max_bytes=limit) if end_image is not None else None
-        except BotError as error:
-            await discard_thinking(interaction)
-            await report_error(interaction, error)
-            return
-        extra = {"relay": True} if await self._through_relay(interaction) else None
-        chosen_motion = motion.value if motion else "low"
-        chosen_batch = batch.value if batch else None
-        await submit_from_command(
-            interaction,
-            lambda client: client.video(
-                text, image=first, end_image=last, motion=chosen_motion, loop=loop, hd=hd, batch=chosen_batch
-            ),
-            prefs=prefs,
-            action="VIDEO",
+        first = await read_image(image, max_bytes=limit)
+        last = await read_image(end_image, max_bytes=limit) if end_image is not None else None
+        request = VideoRequest(
             prompt=text,
-            extra=extra,
+            image=first,
+            end_image=last,
+            motion=motion.value if motion else "low",
+            loop=loop,
+            hd=hd,
+            batch=batch.value if batch else None,
         )
+        extra = {"relay": True} if await self._through_relay(interaction) else None
+        await submit_from_command(interaction, request, prefs=prefs, extra=extra)
 
     async def _through_relay(self, interaction: Interaction) -> bool:
         """Relays refuse U1-U4 on videos and Extend: the result then shows neither (render.action_buttons)."""

@@ -17,7 +17,9 @@ from cryptography.fernet import InvalidToken
 from bot.config import ConfigError, Settings
 from bot.errors import InputError, NotAllowed, QueueFull, Unauthorized
 from bot.jobs import Jobs
+from bot.models import Origin
 from bot.net.addresses import AddressPolicy
+from bot.requests import ImagineRequest
 from bot.responder import error_text
 from bot.storage.sqlite import Store
 from bot.upstream.client import MJClient, UpstreamConfig
@@ -291,9 +293,9 @@ async def test_jobs_fail_over_only_after_a_refusal(
     first, second = proxies
     ring, bad, good = await _ring_with_two_keys(store, upstreams, cipher, first, second)
     jobs = Jobs(store, upstreams, _NoTracker(), keys=ring)  # type: ignore[arg-type]
-    kw: dict[str, Any] = {"action": "IMAGINE", "user_id": 5, "channel_id": 6, "guild_id": 1, "locale": "en"}
+    origin = Origin(user_id=5, channel_id=6, guild_id=1, locale="en")
 
-    record, _ = await jobs.submit(lambda c: c.imagine("a cat"), prompt="a cat", **kw)
+    record, _ = await jobs.submit(ImagineRequest(prompt="a cat"), origin)
     assert record.upstream == good.upstream
     assert len(first.submits()) == 1 and len(second.submits()) == 1
     assert ring.get(bad.id).failures == 1  # type: ignore[union-attr]
@@ -302,12 +304,12 @@ async def test_jobs_fail_over_only_after_a_refusal(
     second.fail_next("429", path_prefix="/mj/submit")
     await ring.set_enabled(bad.id, False)
     with pytest.raises(QueueFull):
-        await jobs.submit(lambda c: c.imagine("a dog"), prompt="a dog", **kw)
+        await jobs.submit(ImagineRequest(prompt="a dog"), origin)
     assert len(second.submits()) == 2 and len(first.submits()) == 1
 
     # A task made from another stays on its upstream, even when that one refuses.
     with pytest.raises(Unauthorized):
-        await jobs.submit(lambda c: c.imagine("a cow"), prompt="a cow", upstream=bad.upstream, **kw)
+        await jobs.submit(ImagineRequest(prompt="a cow"), origin, upstream=bad.upstream)
     assert len(second.submits()) == 2
     assert SECRET not in log_text(caplog) and OTHER not in log_text(caplog)
 
@@ -323,15 +325,7 @@ async def test_when_every_key_refuses_the_last_refusal_is_raised(
     jobs = Jobs(store, upstreams, _NoTracker(), keys=ring)  # type: ignore[arg-type]
     try:
         with pytest.raises(Unauthorized):
-            await jobs.submit(
-                lambda c: c.imagine("x"),
-                action="IMAGINE",
-                prompt="x",
-                user_id=1,
-                channel_id=1,
-                guild_id=1,
-                locale="en",
-            )
+            await jobs.submit(ImagineRequest(prompt="x"), Origin(user_id=1, channel_id=1, guild_id=1, locale="en"))
         assert len(first.submits()) == 2
         assert await store.count_tasks() == 0
     finally:

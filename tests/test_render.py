@@ -59,7 +59,7 @@ def test_grid_buttons_become_two_rows_of_discord_buttons() -> None:
     assert [s.label or s.emoji for s in specs] == ["U1", "U2", "U3", "U4", "🔄", "V1", "V2", "V3", "V4"]
     assert [s.row for s in specs] == [0] * 5 + [1] * 4
     assert all(len(s.custom_id) <= 100 for s in specs)
-    assert all(re.fullmatch(render.ACTION_TEMPLATE, s.custom_id) for s in specs)
+    assert all(re.fullmatch(render.ACTION.template, s.custom_id) for s in specs)
 
 
 def test_upscale_set_maps_custom_emoji_and_drops_refused_buttons() -> None:
@@ -77,7 +77,7 @@ def test_upscale_set_maps_custom_emoji_and_drops_refused_buttons() -> None:
 
 def test_basic_server_grid_without_buttons_gets_change_buttons() -> None:
     specs = render.result_buttons(finished([]))
-    assert [re.fullmatch(render.CHANGE_TEMPLATE, s.custom_id)["op"] for s in specs] == [  # type: ignore[index]
+    assert [re.fullmatch(render.CHANGE.template, s.custom_id)["op"] for s in specs] == [  # type: ignore[index]
         "U1",
         "U2",
         "U3",

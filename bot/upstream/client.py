@@ -32,6 +32,7 @@ from bot.errors import (
     InvalidRequest,
     QueueFull,
     QuotaExhausted,
+    SubmitOutcomeUnknown,
     TaskNotFound,
     TransientError,
     Unauthorized,
@@ -40,6 +41,21 @@ from bot.errors import (
 )
 from bot.models import MJTask, SubmitResult, coerce_id
 from bot.net.addresses import AddressRefused
+from bot.requests import (
+    DEFAULT_BOT,
+    ActionRequest,
+    BlendRequest,
+    ChangeRequest,
+    DescribeRequest,
+    EditRequest,
+    ImagineRequest,
+    ModalRequest,
+    RetextureRequest,
+    ShortenRequest,
+    SubmitRequest,
+    SwapFaceRequest,
+    VideoRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +63,6 @@ T = TypeVar("T")
 
 AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
 MODES = ("", "fast", "relax", "turbo")
-CHANGE_ACTIONS = ("UPSCALE", "VARIATION", "REROLL")
 ACCEPTED_CODES = frozenset({1, 21, 22})
 USER_AGENT = "mj-discord-bot/0.1 (+httpx)"
 
@@ -123,6 +138,11 @@ def data_url(data: bytes, mime: str) -> str:
     if not mime or "/" not in mime:
         raise ValueError(f"not a MIME type: {mime!r}")
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+class _AnswerLost(TransientError):
+    """The request may have reached the server, but no answer came (timeout, dropped connection).
+    A read treats it like any transient failure; a submit cannot (see MJClient._submit)."""
 
 
 # ---- answer interpretation -----------------------------------------------------------------------
@@ -358,6 +378,14 @@ def _edit_refusal(error: UpstreamError) -> BotError | None:
     return None
 
 
+#: The newer tools' submits (MJClient._submit_tool), by request kind: how their refusals read.
+_TOOL_REFUSALS: dict[str, Callable[[UpstreamError], BotError | None]] = {
+    "video": _video_refusal,
+    "edits": _edit_refusal,
+    "retexture": _edit_refusal,
+}
+
+
 def _same_origin(url: httpx.URL, origin: httpx.URL) -> bool:
     return (url.scheme, url.host, url.port) == (origin.scheme, origin.host, origin.port)
 
@@ -437,14 +465,16 @@ class MJClient:
         try:
             async with asyncio.timeout(self.config.timeout):
                 response = await self._receive(request)
-        except (TimeoutError, httpx.TimeoutException) as exc:
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransientError(f"no answer within {self.config.timeout:g} s ({type(exc).__name__})") from None
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise _AnswerLost(f"no answer within {self.config.timeout:g} s ({type(exc).__name__})") from None
         except AddressRefused:
             raise AddressNotAllowed(f"{self._origin.host} is not a public address") from None
         except httpx.ConnectError as exc:
             raise TransientError(f"could not connect ({type(exc).__name__})") from None
         except httpx.RequestError as exc:
-            raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            raise _AnswerLost(f"connection failed ({type(exc).__name__})") from None
         log.debug(
             "%s %s %s -> HTTP %s in %.0f ms",
             self.config.name,
@@ -483,8 +513,12 @@ class MJClient:
         return await self._send(method, path, body, prefixed=False)
 
     async def _submit(self, path: str, body: Mapping[str, Any]) -> SubmitResult:
-        """POST a submit once. Never retried: a lost answer may still have started (and charged) a task."""
-        response = await self._send("POST", path, _drop_none(body))
+        """POST a submit once. Never retried: a lost answer may still have started (and charged) a task,
+        so a request that reached the server and got no answer is SubmitOutcomeUnknown."""
+        try:
+            response = await self._send("POST", path, _drop_none(body))
+        except _AnswerLost as lost:
+            raise SubmitOutcomeUnknown(lost.detail) from None
         data = _raise_for_answer(response, secret=self.config.api_key)
         result = _submit_result(data, secret=self.config.api_key)
         log.info("%s %s accepted: code %s, task %s", self.config.name, path, result.code, result.task_id)
@@ -524,80 +558,54 @@ class MJClient:
 
     # ---- submits ----
 
+    async def submit(
+        self, request: SubmitRequest, *, notify_hook: str | None = None, state: str | None = None
+    ) -> SubmitResult:
+        """Send one submit request; `notify_hook` and `state` are the common fields (MJ_API.md §2.1)."""
+        body = {**request.body(), "notifyHook": notify_hook or None, "state": state}
+        refusal = _TOOL_REFUSALS.get(request.kind)
+        if refusal is not None:
+            return await self._submit_tool(request.path, body, refusal)
+        return await self._submit(request.path, body)
+
     async def imagine(
         self,
         prompt: str,
         *,
-        bot_type: str = "MID_JOURNEY",
+        bot_type: str = DEFAULT_BOT,
         images: Sequence[str] = (),
         notify_hook: str | None = None,
         state: str | None = None,
     ) -> SubmitResult:
-        """/imagine; `images` are data URLs sent as base64Array (reference images)."""
-        return await self._submit(
-            "/mj/submit/imagine",
-            {
-                "prompt": prompt,
-                "botType": bot_type,
-                "base64Array": list(images) or None,
-                "notifyHook": notify_hook or None,
-                "state": state,
-            },
-        )
+        request = ImagineRequest(prompt=prompt, bot_type=bot_type, images=tuple(images))
+        return await self.submit(request, notify_hook=notify_hook, state=state)
 
     async def blend(
         self,
         images: Sequence[str],
         *,
         dimensions: str = "SQUARE",
-        bot_type: str = "MID_JOURNEY",
+        bot_type: str = DEFAULT_BOT,
         notify_hook: str | None = None,
     ) -> SubmitResult:
-        """/blend of 2-5 data URLs; the server validates the count (code 4)."""
-        return await self._submit(
-            "/mj/submit/blend",
-            {
-                "base64Array": list(images),
-                "dimensions": dimensions,
-                "botType": bot_type,
-                "notifyHook": notify_hook or None,
-            },
-        )
+        request = BlendRequest(images=tuple(images), dimensions=dimensions, bot_type=bot_type)
+        return await self.submit(request, notify_hook=notify_hook)
 
     async def describe(
-        self, image: str, *, bot_type: str = "MID_JOURNEY", notify_hook: str | None = None
+        self, image: str, *, bot_type: str = DEFAULT_BOT, notify_hook: str | None = None
     ) -> SubmitResult:
-        """/describe one data URL (field `base64`)."""
-        return await self._submit(
-            "/mj/submit/describe",
-            {"base64": image, "botType": bot_type, "notifyHook": notify_hook or None},
-        )
+        return await self.submit(DescribeRequest(image=image, bot_type=bot_type), notify_hook=notify_hook)
 
     async def shorten(
-        self, prompt: str, *, bot_type: str = "MID_JOURNEY", notify_hook: str | None = None
+        self, prompt: str, *, bot_type: str = DEFAULT_BOT, notify_hook: str | None = None
     ) -> SubmitResult:
-        """/shorten (not on basic servers: UnsupportedAction)."""
-        return await self._submit(
-            "/mj/submit/shorten",
-            {"prompt": prompt, "botType": bot_type, "notifyHook": notify_hook or None},
-        )
+        return await self.submit(ShortenRequest(prompt=prompt, bot_type=bot_type), notify_hook=notify_hook)
 
     async def action(
         self, task_id: str, custom_id: str, *, enable_remix: bool = False, notify_hook: str | None = None
     ) -> SubmitResult:
-        """A click on a finished task's button. Check `needs_modal` on the result (relays hide code 21).
-
-        `enable_remix` asks trueai for the prompt step on V/pan/reroll; servers that ignore it just run.
-        """
-        return await self._submit(
-            "/mj/submit/action",
-            {
-                "taskId": task_id,
-                "customId": custom_id,
-                "enableRemix": True if enable_remix else None,
-                "notifyHook": notify_hook or None,
-            },
-        )
+        request = ActionRequest(task_id=task_id, custom_id=custom_id, enable_remix=enable_remix)
+        return await self.submit(request, notify_hook=notify_hook)
 
     async def modal(
         self,
@@ -607,23 +615,11 @@ class MJClient:
         mask_base64: str | None = None,
         notify_hook: str | None = None,
     ) -> SubmitResult:
-        """Second step for the MODAL task id; `prompt` is always sent because older servers require it."""
-        return await self._submit(
-            "/mj/submit/modal",
-            {
-                "taskId": task_id,
-                "prompt": prompt or "",
-                "maskBase64": mask_base64 or None,
-                "notifyHook": notify_hook or None,
-            },
-        )
+        request = ModalRequest(task_id=task_id, prompt=prompt, mask_base64=mask_base64)
+        return await self.submit(request, notify_hook=notify_hook)
 
     async def swap_face(self, source: str, target: str, *, notify_hook: str | None = None) -> SubmitResult:
-        """Face swap: `source` = the face, `target` = the picture (both data URLs)."""
-        return await self._submit(
-            "/mj/insight-face/swap",
-            {"sourceBase64": source, "targetBase64": target, "notifyHook": notify_hook or None},
-        )
+        return await self.submit(SwapFaceRequest(source=source, target=target), notify_hook=notify_hook)
 
     async def video(
         self,
@@ -641,40 +637,36 @@ class MJClient:
         """/submit/video: `image` (a data URL or link) to video, or `extend` = (video task id, index 0-3).
 
         Refusals become FeatureUnavailable: Remix off (code 9), no account for video (3), video off (4)."""
-        if motion not in ("low", "high"):
-            raise ValueError(f"motion must be low or high, got {motion!r}")
-        if batch is not None and batch not in (1, 2, 4):
-            raise ValueError(f"batch must be 1, 2 or 4, got {batch!r}")
-        body: dict[str, Any] = {
-            "prompt": prompt,
-            "motion": motion,
-            "image": image,
-            "endImage": end_image,
-            "loop": True if loop else None,
-            "videoType": "vid_1.1_i2v_720" if hd else None,
-            "batchSize": batch,
-            "notifyHook": notify_hook or None,
-        }
-        if extend is not None:
-            body.update(action="extend", taskId=extend[0], index=extend[1])
-        return await self._submit_tool("/mj/submit/video", body, _video_refusal)
+        request = VideoRequest(
+            prompt=prompt,
+            image=image,
+            end_image=end_image,
+            motion=motion,
+            loop=loop,
+            hd=hd,
+            batch=batch,
+            extend_task=extend[0] if extend else None,
+            extend_index=extend[1] if extend else None,
+        )
+        return await self.submit(request, notify_hook=notify_hook)
 
     async def edits(self, prompt: str, image: str, *, notify_hook: str | None = None) -> SubmitResult:
         """/submit/edits (trueai; relays pass it on). Discord-account pools refuse: FeatureUnavailable."""
-        body = {"prompt": prompt, "image": image, "notifyHook": notify_hook or None}
-        return await self._submit_tool("/mj/submit/edits", body, _edit_refusal)
+        return await self.submit(EditRequest(prompt=prompt, image=image), notify_hook=notify_hook)
 
     async def retexture(self, prompt: str, image: str, *, notify_hook: str | None = None) -> SubmitResult:
         """/submit/retexture (trueai only: a relay answers it with its web page: UnsupportedAction)."""
-        body = {"prompt": prompt, "image": image, "notifyHook": notify_hook or None}
-        return await self._submit_tool("/mj/submit/retexture", body, _edit_refusal)
+        return await self.submit(RetextureRequest(prompt=prompt, image=image), notify_hook=notify_hook)
 
     async def _submit_tool(
         self, path: str, body: Mapping[str, Any], refusal: Callable[[UpstreamError], BotError | None]
     ) -> SubmitResult:
         """A submit of the newer tools: an HTML answer (a relay's page for a path it lacks) is
         recognised by its Content-Type and never parsed; known refusals get their own message."""
-        response = await self._send("POST", path, _drop_none(body))
+        try:
+            response = await self._send("POST", path, _drop_none(body))
+        except _AnswerLost as lost:
+            raise SubmitOutcomeUnknown(lost.detail) from None
         if response.is_success and "html" in response.headers.get("content-type", "").lower():
             raise UnsupportedAction("this server does not offer this endpoint", status=response.status_code)
         try:
@@ -691,18 +683,7 @@ class MJClient:
     async def change(
         self, task_id: str, action: str, index: int | None = None, *, notify_hook: str | None = None
     ) -> SubmitResult:
-        """U/V/reroll on basic servers (no buttons). Relays demand an index even for REROLL: send 1."""
-        name = action.strip().upper()
-        if name not in CHANGE_ACTIONS:
-            raise ValueError(f"change action must be one of {', '.join(CHANGE_ACTIONS)}, got {action!r}")
-        if name == "REROLL":
-            index = 1
-        elif index is None or not 1 <= index <= 4:
-            raise ValueError(f"{name} needs an index from 1 to 4, got {index!r}")
-        return await self._submit(
-            "/mj/submit/change",
-            {"taskId": task_id, "action": name, "index": index, "notifyHook": notify_hook or None},
-        )
+        return await self.submit(ChangeRequest(task_id=task_id, change=action, index=index), notify_hook=notify_hook)
 
     # ---- reads ----
 
@@ -751,6 +732,26 @@ class MJClient:
             return [task for task in (MJTask.from_json(item) for item in data) if task is not None]
 
         return await self._read("POST", "/mj/task/list-by-condition", {"ids": wanted}, parse)
+
+    async def recent_tasks(self) -> list[MJTask]:
+        """The server's latest tasks (GET /mj/task/list: basic and trueai servers, newest first), to
+        find a task whose submit answer was lost. Relays have no such list: UnsupportedAction."""
+        secret = self.config.api_key
+
+        def parse(response: httpx.Response) -> list[MJTask]:
+            if response.status_code in (404, 405) or (response.is_success and _looks_like_html(response)):
+                # A relay answers unknown paths with its web page (HTTP 200 HTML) or a 404.
+                raise UnsupportedAction("this server does not list its tasks", status=response.status_code)
+            data = _raise_for_answer(response, secret=secret)
+            if isinstance(data, dict):
+                data = next(
+                    (data[k] for k in ("content", "list", "data", "result") if isinstance(data.get(k), list)), None
+                )
+            if not isinstance(data, list):
+                raise UpstreamError("the task list is not a list", status=response.status_code)
+            return [task for task in (MJTask.from_json(item) for item in data) if task is not None]
+
+        return await self._read("GET", "/mj/task/list", None, parse)
 
     async def image_seed(self, task_id: str) -> str:
         """The Midjourney seed of a finished task (not on basic servers: UnsupportedAction)."""

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 FLAVORS = ("relay", "trueai", "basic")
 CLOCKS = ("reads", "time")
 AUTH_STYLES = ("bearer", "mj-api-secret", "raw")
-FAULT_KINDS = ("401", "500", "502", "timeout", "garbage", "truncated", "429", "reset")
+FAULT_KINDS = ("401", "500", "502", "timeout", "garbage", "truncated", "429", "reset", "lost")
 MODE_PREFIXES = {"mj-fast": "FAST", "mj-relax": "RELAX", "mj-turbo": "TURBO"}
 
 NOT_START = "NOT_START"
@@ -617,7 +617,7 @@ class SimulatedProxy:
             return await self._image(route.removeprefix("/mj/image/"), request)
 
         fault = self._take_fault(request.path, route)
-        if fault is not None and fault not in ("timeout", "truncated"):
+        if fault is not None and fault not in ("timeout", "truncated", "lost"):
             return self._fault_response(fault, request)
         if not self._authorized(request):
             return self._unauthorized()
@@ -626,6 +626,11 @@ class SimulatedProxy:
         if admin_answer is not None:
             return admin_answer
         response = await self._route(request.method, route, body, mode)
+        if fault == "lost":
+            # The work is done (a submit did start a task); the connection drops before the answer.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         if fault == "timeout":
             # The work is done (a submit did start a task); the answer just comes too late.
             with contextlib.suppress(TimeoutError):
@@ -653,6 +658,8 @@ class SimulatedProxy:
             if what == "fetch":
                 return self._fetch(task_id)
             return self._image_seed(task_id, route)
+        if method == "GET" and route == "/mj/task/list" and self.flavor != "relay":
+            return self._list_recent()
         if method == "POST" and route in ("/mj/task/list-by-condition", "/mj/task/list-by-ids"):
             if route.endswith("list-by-ids") and self.flavor != "trueai":
                 return self._not_found(route)
@@ -780,6 +787,14 @@ class SimulatedProxy:
             if task.id not in self._frozen_listing:
                 self._after_read(task)
         return self._json(payload)
+
+    def _list_recent(self) -> web.Response:
+        """GET /mj/task/list: basic servers list every stored task, trueai the latest 100 (of all
+        users), newest first; relays do not have it (MJ_ACCOUNTS_VIDEO.md §4)."""
+        newest = sorted(self.tasks.values(), key=lambda task: task.submit_time, reverse=True)
+        if self.flavor == "trueai":
+            newest = newest[:100]
+        return self._json([self._task_json(task) for task in newest])
 
     def _image_seed(self, task_id: str, route: str) -> web.Response:
         if self.flavor == "basic":

@@ -26,8 +26,9 @@ from PIL import Image, ImageDraw
 
 from bot import render
 from bot.errors import BotError, InputError
-from bot.models import SUCCESS, TaskRecord
+from bot.models import SUCCESS, Origin, TaskRecord
 from bot.prompts import clean_prompt
+from bot.requests import ActionRequest
 from bot.tracking.posting import post_tracked
 from bot.upstream.client import data_url
 
@@ -296,18 +297,14 @@ async def submit_region(
     assert button is not None  # check_parent ran
     text = clean_prompt(prompt)
     record, result = await jobs.submit(
-        lambda api: api.action(parent.id, button.custom_id),
+        ActionRequest(task_id=parent.id, custom_id=button.custom_id),
+        Origin(user_id=link.user_id, channel_id=parent.channel_id, guild_id=parent.guild_id, locale=link.locale),
         action=render.action_for_button(button),
         prompt=text,
-        user_id=link.user_id,
-        channel_id=parent.channel_id,
-        guild_id=parent.guild_id,
-        locale=link.locale,
-        parent_id=parent.id,
-        upstream=parent.upstream,
+        parent=parent,
     )
     if result.needs_modal:
-        record, _ = await jobs.submit_modal(record.id, text, mask_base64=data_url(mask_png, "image/png"))
+        record, _ = await jobs.submit_modal(record, text, mask_base64=data_url(mask_png, "image/png"))
     else:
         log.warning("Task %s: the server ran Vary (Region) without asking for the mask", record.id)
     log.info("Vary (Region) on %s submitted as task %s", parent.id, record.id)
