@@ -8,6 +8,7 @@ still works.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -120,8 +121,9 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=SEL
 
     async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         try:
-            values = (interaction.data or {}).get("values") or []  # type: ignore[union-attr]
-            raw = str(values[0]) if values else _DEFAULT
+            data: Mapping[str, object] = interaction.data or {}
+            values = data.get("values")
+            raw = str(values[0]) if isinstance(values, list) and values else _DEFAULT
             value: object = "" if raw == _DEFAULT else raw
             if self.field == "stylize":
                 value = None if raw == _DEFAULT else int(raw)

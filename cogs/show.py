@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
 from discord.ext import commands
+from discord.utils import MISSING
 
 from bot import render
 from bot.errors import BotError, InputError
@@ -69,10 +70,12 @@ class Show(commands.Cog):
             image = f"attachment://{name}"
         parts = render.render_task(record, image=image)
         try:
-            kwargs = {"content": parts.content, "embed": parts.embed, "view": render.build_view(parts.buttons)}
-            if file is not None:
-                kwargs["attachments"] = [file]
-            await interaction.edit_original_response(**kwargs)  # type: ignore[arg-type]
+            await interaction.edit_original_response(
+                content=parts.content,
+                embed=parts.embed,
+                view=render.build_view(parts.buttons),
+                attachments=[file] if file is not None else MISSING,
+            )
         except discord.HTTPException as exc:
             log.warning("Could not show task %s again (HTTP %s)", record.id, exc.status)
             raise InputError("show.failed") from None
