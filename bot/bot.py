@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access import Approval, GuildGate, Place
 from bot.alerts import AccountWatcher, AlertChannels, AlertPoster
 from bot.config import Settings
 from bot.errors import BotError, InputError, NotAllowed
@@ -21,7 +22,7 @@ from bot.inputs import check_options
 from bot.jobs import Jobs
 from bot.net.addresses import AddressPolicy
 from bot.net.fetcher import Fetcher, result_fetcher
-from bot.policy import Policy, channel_info_from
+from bot.policy import OwnerRules, Policy, channel_info_from
 from bot.responder import report_error
 from bot.storage.factory import open_store
 from bot.storage.protocols import Storage
@@ -62,6 +63,15 @@ class MJCommandTree(app_commands.CommandTree["MJBot"]):
     (after clearing a "thinking…" message); options only a modified client can send are refused."""
 
     async def interaction_check(self, interaction: discord.Interaction[MJBot]) -> bool:
+        """Every slash command (and autocomplete) first: is this server approved (buttons and modals
+        ask the same gate in bot/policy.py check_click), then are its options ones Discord sends?"""
+        bot = interaction.client
+        try:
+            await bot.gate.check(Place.of(interaction), is_owner=lambda: bot.is_bot_owner(interaction.user))
+        except NotAllowed as refused:
+            if interaction.type is discord.InteractionType.application_command:
+                await report_error(interaction, refused)
+            return False
         try:
             check_options(interaction)
         except BotError as refused:
@@ -98,6 +108,7 @@ class MJBot(commands.AutoShardedBot):
     capabilities: CapabilityMemory
     alert_channels: AlertChannels
     account_watcher: AccountWatcher
+    gate: GuildGate
 
     def __init__(self, settings: Settings, *, extensions: tuple[str, ...] = EXTENSIONS, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -155,7 +166,14 @@ class MJBot(commands.AutoShardedBot):
         self.tracker = Tracker(self, self.store, self.upstreams, self.fetcher, tracking)
         self.keys = KeyRing(self.store, self.upstreams, cipher_from(settings), timeout=settings.api_timeout)
         await self.keys.load()  # ConfigError when stored keys cannot be decrypted
-        self.policy = Policy(self.store, channel_info_from(self))
+        owner_rules = OwnerRules(
+            dm_commands=settings.dm_commands,
+            dm_daily_quota=settings.dm_daily_quota,
+            default_daily_quota=settings.default_daily_quota,
+        )
+        self.policy = Policy(self.store, channel_info_from(self), owner_rules)
+        self.gate = GuildGate(Approval.from_settings(settings), self.store)
+        self._warn_if_public()
         self.jobs = Jobs(self.store, self.upstreams, self.tracker, keys=self.keys, policy=self.policy)
         self.capabilities = CapabilityMemory(self.store, self.upstreams)
         self.alert_channels = AlertChannels(self.store)
@@ -186,6 +204,30 @@ class MJBot(commands.AutoShardedBot):
         """Servers whose accounts are watched: the .env key's and every enabled stored key's."""
         names = [DEFAULT_UPSTREAM] if DEFAULT_UPSTREAM in self.upstreams else []
         return names + [key.upstream for key in self.keys.visible(None) if key.enabled]
+
+    def _warn_if_public(self) -> None:
+        application = self.application
+        if application is not None and application.bot_public:
+            log.warning(
+                "'Public Bot' is on in the Discord developer portal: anyone can add this bot to their server. "
+                "Servers you have not approved are ignored (ALLOWED_GUILDS, /mjadmin server approve), but "
+                "switch 'Public Bot' off (Bot tab) so only you can invite it"
+            )
+
+    async def is_bot_owner(self, user: discord.abc.User) -> bool:
+        """OWNER_IDS, else the application's owner (or team) as Discord reports it."""
+        return user.id in self.settings.owner_ids or await self.is_owner(user)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        if await self.gate.allows(guild.id):
+            log.info("Joined server %r (%s), which is approved", guild.name, guild.id)
+        else:
+            log.warning(
+                "Joined server %r (%s), which is not approved: the bot ignores it until a bot owner runs "
+                "/mjadmin server approve there (or lists it in ALLOWED_GUILDS)",
+                guild.name,
+                guild.id,
+            )
 
     async def command_tree_hash(self, guild: discord.abc.Snowflake | None = None) -> str:
         """Digest of exactly what a sync would send, translations included (a new zh-CN string resyncs)."""

@@ -113,6 +113,17 @@ def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(pairs)
 
 
+def _guilds(env: Mapping[str, str], name: str) -> tuple[tuple[int, ...], bool]:
+    """Server ids separated by commas, or `*` for every server: (ids, every server)."""
+    parts = _get(env, name).replace(",", " ").split()
+    if parts == ["*"]:
+        return (), True
+    bad = [p for p in parts if not p.isdigit()]
+    if bad:
+        raise ConfigError(f"{name} must be server ids (digits) separated by commas, or *, got {bad[0]!r}")
+    return tuple(int(p) for p in parts), False
+
+
 def fernet_keys(value: str) -> list[str]:
     """KEY_ENCRYPTION_KEY's keys: one, or several separated by commas while rotating (the first
     encrypts, all of them decrypt)."""
@@ -254,6 +265,13 @@ class Settings:
     key_allowed_hosts: tuple[str, ...] = ()
     # Issue 19: seconds between reads of the upstreams' Midjourney accounts for alerts (0 = off).
     accounts_poll_interval: float = 180.0
+    # Who may use the bot (issue 15.7/15.3): servers the operator approved (ALLOWED_GUILDS, or
+    # `/mjadmin server approve`; `*` = every server), commands in DMs, and the default daily caps.
+    allowed_guilds: tuple[int, ...] = ()
+    allow_every_guild: bool = False
+    dm_commands: bool = False
+    dm_daily_quota: int = 10
+    default_daily_quota: int = 25
 
     @property
     def database(self) -> str:
@@ -305,6 +323,7 @@ class Settings:
         if api_base.lower() != SIMULATOR and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"MJ_API_BASE must start with http:// or https://, got {api_base!r}")
         dev_guild = _get(env, "DEV_GUILD_ID")
+        allowed_guilds, allow_every_guild = _guilds(env, "ALLOWED_GUILDS")
         shard_count, shard_ids = _shards(env)
         if dev_guild and not dev_guild.isdigit():
             raise ConfigError(f"DEV_GUILD_ID must be a server id (digits), got {dev_guild!r}")
@@ -347,4 +366,9 @@ class Settings:
             owner_ids=_ids(env, "OWNER_IDS"),
             key_allowed_hosts=_host_ports(env, "KEY_ALLOWED_HOSTS"),
             accounts_poll_interval=_float(env, "ACCOUNTS_POLL_INTERVAL", 180.0, minimum=0.0),
+            allowed_guilds=allowed_guilds,
+            allow_every_guild=allow_every_guild,
+            dm_commands=_bool(env, "DM_COMMANDS", False),
+            dm_daily_quota=_int(env, "DM_DAILY_QUOTA", 10, minimum=0),
+            default_daily_quota=_int(env, "DEFAULT_DAILY_QUOTA", 25, minimum=0),
         )

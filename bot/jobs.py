@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bot.access import KeyGone, check_task_key
 from bot.errors import (
     BotError,
     InputError,
@@ -107,9 +108,13 @@ class Jobs:
         return self.notify_hooks(upstream) if self.notify_hooks is not None else None
 
     def client(self, upstream: str = "default") -> MJClient:
-        client = self.upstreams.get(upstream) or self.upstreams.get("default")
+        """Exactly this upstream's client. A key removed since (or never known here) is KeyGone, never
+        the .env key in its place: that would spend the operator's key on another server's task."""
+        client = self.upstreams.get(upstream)
         if client is None:
-            raise RuntimeError("no upstream configured")
+            if upstream == DEFAULT_UPSTREAM:
+                raise RuntimeError("no upstream configured")
+            raise KeyGone()
         return client
 
     async def aclose(self) -> None:
@@ -133,14 +138,22 @@ class Jobs:
         """Check the guild's rules, submit, and store the accepted task with its request (and
         `extra`, what the task's message needs to know, such as a video made through a relay).
 
+        The rules, limits and keys are those of `origin.guild_id` (the server the command was used
+        in, wherever the result is shown; None: made in DMs, the operator's DM rules).
+
         A new task goes to the guild's first usable key; a task made from another (`parent`, a
-        click) stays on that task's upstream. A submit is never repeated, except on the next key
+        click) stays on that task's upstream, which must still exist and belong to that guild or to
+        every guild (bot/access.py: KeyGone, never another key). A submit is never repeated, except on the next key
         after an Unauthorized / QuotaExhausted refusal: a refused submit started nothing, so that is
         the one retry that cannot charge twice. A lost answer raises SubmitLost (see the module doc).
         """
         action = action or request.task_action()
         prompt = request.label() if prompt is None else prompt
         upstream = upstream or (parent.upstream if parent is not None else None)
+        if upstream is not None:
+            if self.keys is not None:
+                await self.keys.refresh()
+            check_task_key(upstream, origin.guild_id, self.keys, self.upstreams)
         async with self._admit(origin, prompt) as rules:
             if upstream is None:
                 if self.keys is not None:
@@ -204,8 +217,13 @@ class Jobs:
     def _admit(self, origin: Origin, prompt: str) -> AbstractAsyncContextManager[GuildSettings | None]:
         if self.policy is None:
             return nullcontext(None)
+        channel = origin.rules_channel
         return self.policy.admit(
-            guild_id=origin.guild_id, user_id=origin.user_id, channel_id=origin.channel_id, prompt=prompt
+            guild_id=origin.guild_id,
+            user_id=origin.user_id,
+            channel_id=channel if channel is not None else origin.channel_id,
+            prompt=prompt,
+            check_place=channel is not None,
         )
 
     def _chain(self, guild_id: int | None) -> list[str]:
@@ -259,6 +277,7 @@ class Jobs:
             user_id=origin.user_id,
             channel_id=origin.channel_id,
             guild_id=origin.guild_id,
+            in_dm=origin.in_dm and origin.guild_id is not None,
             upstream=upstream,
             prompt=prompt,
             final_prompt=result.final_prompt if action not in ("DESCRIBE", "SHORTEN") else "",

@@ -173,12 +173,23 @@ class MJTask:
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a request comes from and where its answer goes, travelling together: who asked, the
-    channel that shows the task, the guild whose rules and key apply (None in DMs), the language."""
+    channel that shows the task, the guild whose rules and key apply (None: made in DMs), the
+    language. A server's task shown in the member's DMs keeps its guild (`in_dm`); the channel rules
+    then check `used_in`, the channel the command was typed in (none for a click in those DMs)."""
 
     user_id: int
     channel_id: int
     guild_id: int | None
     locale: str = "en"
+    in_dm: bool = False
+    used_in: int | None = None
+
+    @property
+    def rules_channel(self) -> int | None:
+        """The channel whose rules (allowed channels, NSFW only) apply; None: none applies."""
+        if self.used_in is not None:
+            return self.used_in
+        return None if self.in_dm else self.channel_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +368,9 @@ class TaskRecord:
     interaction_at: float | None = None  # when Discord created that interaction (epoch seconds)
     #: What was submitted, so a retry sends it again (None: not stored, see bot/requests.py).
     request: SubmitRequest | None = None
+    #: Its messages are in the owner's DMs ("results in my DMs"): channel_id is that DM, while
+    #: guild_id stays the server it was made in (whose rules and key apply).
+    in_dm: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> TaskRecord:
@@ -370,6 +384,8 @@ class TaskRecord:
         values["delivered"] = bool(values["delivered"])
         stored = values.get("request")
         values["request"] = SubmitRequest.from_json(json.loads(stored)) if stored else None
+        if "in_dm" in values:
+            values["in_dm"] = bool(values["in_dm"])
         return cls(**values)
 
     @property
@@ -383,6 +399,11 @@ class TaskRecord:
     def button(self, index: int) -> MJButton | None:
         return self.buttons[index] if 0 <= index < len(self.buttons) else None
 
+    @property
+    def message_guild_id(self) -> int | None:
+        """The server its messages are in: None when they are in a DM."""
+        return None if self.in_dm else self.guild_id
+
 
 TASK_COLUMNS = tuple(f.name for f in fields(TaskRecord))
 _TASK_FIELDS = frozenset(TASK_COLUMNS)
@@ -395,7 +416,7 @@ def task_column_value(name: str, value: Any) -> Any:
         return json.dumps([b.to_json() for b in value], ensure_ascii=False)
     if name == "extra":
         return json.dumps(value, ensure_ascii=False)
-    if name == "delivered":
+    if name in ("delivered", "in_dm"):
         return int(bool(value))
     if name == "request":
         stored = value.to_json() if value is not None else None

@@ -12,11 +12,13 @@ import asyncio
 import json
 import re
 import time
+import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from bot.access import GuildGate, Place, check_task_access
 from bot.errors import NotAllowed
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ MAX_CHANNELS = 50
 SETTINGS_TTL = 5.0
 #: Seconds after which a submit slot no longer counts: its process died between check and store.
 SLOT_LIFETIME = 300.0
+#: The guild id that DM submits hold their slots under (no real server has id 0).
+DM_RULES = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,26 @@ class GuildSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerRules:
+    """The operator's rules (.env), for where no server admin sets any: commands used in a DM with
+    the bot (refused unless DM_COMMANDS, then capped per member per day), and the per-member daily
+    cap of servers whose own quota is 0. 0 means "no cap"."""
+
+    dm_commands: bool = False
+    dm_daily_quota: int = 10
+    default_daily_quota: int = 25
+
+    def dm_settings(self) -> GuildSettings:
+        return GuildSettings(DM_RULES, daily_quota=self.dm_daily_quota)
+
+    def effective(self, settings: GuildSettings) -> GuildSettings:
+        """The server's rules with the operator's default daily cap where it set none."""
+        if settings.daily_quota or not self.default_daily_quota:
+            return settings
+        return replace(settings, daily_quota=self.default_daily_quota)
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelInfo:
     """What the policy needs to know about a channel (threads inherit from their parent)."""
 
@@ -104,11 +128,20 @@ def discord_time(timestamp: float, style: str = "R") -> str:
     return f"<t:{int(timestamp)}:{style}>"
 
 
+def fold_text(text: str) -> str:
+    """The form banned words are compared in: NFKC (fullwidth ｇｏｒｅ and ligatures become plain
+    letters), format characters dropped (zero-width spaces and joiners, direction marks, soft
+    hyphens, tag characters: invisible, so they could hide a word), case folded, spaces collapsed."""
+    normal = unicodedata.normalize("NFKC", text)
+    visible = "".join(char for char in normal if unicodedata.category(char) != "Cf")
+    return " ".join(visible.casefold().split())
+
+
 def normalize_words(words: Iterable[str]) -> tuple[str, ...]:
-    """Lower-cased, trimmed, unique, in the order given."""
+    """Folded (see fold_text), trimmed, unique, in the order given."""
     seen: dict[str, None] = {}
     for word in words:
-        cleaned = " ".join(word.split()).lower()[:MAX_WORD_LENGTH]
+        cleaned = fold_text(word)[:MAX_WORD_LENGTH]
         if cleaned:
             seen.setdefault(cleaned, None)
     return tuple(seen)[:MAX_WORDS]
@@ -129,9 +162,12 @@ def _word_pattern(word: str) -> re.Pattern[str]:
 
 
 def banned_word_in(prompt: str, words: Iterable[str]) -> str | None:
-    """The first banned word the prompt contains (word boundaries, any case), or None."""
+    """The first banned word the prompt contains (word boundaries, any case), or None. Both sides
+    are folded first, so lists saved before folding existed match the same way."""
+    folded = fold_text(prompt)
     for word in words:
-        if word and _word_pattern(word).search(prompt):
+        target = fold_text(word)
+        if target and _word_pattern(target).search(folded):
             return word
     return None
 
@@ -174,16 +210,24 @@ def may_click(settings: GuildSettings, *, user_id: int, owner_id: int, manager: 
 
 
 class Policy:
-    """Guild settings (cached) and the pre-submit check. Guild None (DMs) has no rules."""
+    """Guild settings (cached) and the pre-submit check. A command used in a DM (guild None) follows
+    the operator's DM rules: refused, or capped per member per day; never "no rules"."""
 
-    def __init__(self, store: RuleStore, channel_info: Callable[[int], ChannelInfo | None] | None = None) -> None:
+    def __init__(
+        self,
+        store: RuleStore,
+        channel_info: Callable[[int], ChannelInfo | None] | None = None,
+        owner_rules: OwnerRules | None = None,
+    ) -> None:
         self._store = store
         self._channel_info = channel_info or (lambda _channel_id: None)
+        self.owner_rules = owner_rules or OwnerRules()
         self._cache: dict[int, tuple[float, GuildSettings]] = {}
         self._lock = asyncio.Lock()
 
     async def settings(self, guild_id: int) -> GuildSettings:
-        """Cached for SETTINGS_TTL seconds: another bot process may change them."""
+        """What the server's admins set (0 = not set). Cached for SETTINGS_TTL seconds: another bot
+        process may change them."""
         cached = self._cache.get(guild_id)
         if cached is not None and time.monotonic() - cached[0] < SETTINGS_TTL:
             return cached[1]
@@ -192,19 +236,29 @@ class Policy:
         self._cache[guild_id] = (time.monotonic(), settings)
         return settings
 
+    async def rules(self, guild_id: int | None) -> GuildSettings:
+        """What applies to a submit: the server's settings with the operator's defaults filled in,
+        or the DM rules (NotAllowed when DMs are off)."""
+        if guild_id is None:
+            if not self.owner_rules.dm_commands:
+                raise NotAllowed("policy.dm_off")
+            return self.owner_rules.dm_settings()
+        return self.owner_rules.effective(await self.settings(guild_id))
+
     async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
         settings = replace(await self.settings(guild_id), **changes)
         await self._store.save_guild_settings(guild_id, settings.to_values())
         self._cache[guild_id] = (time.monotonic(), settings)
         return settings
 
-    async def usage(self, guild_id: int, user_id: int, now: float | None = None, *, own_slot: int = 0) -> Usage:
+    async def usage(self, guild_id: int | None, user_id: int, now: float | None = None, *, own_slot: int = 0) -> Usage:
         """Counted from the database: stored tasks, plus submits on their way in any process (their
-        slots; `own_slot` is the caller's own, not counted)."""
+        slots; `own_slot` is the caller's own, not counted). Guild None counts tasks made in DMs."""
         now = time.time() if now is None else now
         store = self._store
+        slot_guild = DM_RULES if guild_id is None else guild_id
         user_pending, guild_pending, pending_since = await store.submit_slot_usage(
-            guild_id, user_id, since=now - SLOT_LIFETIME, exclude=own_slot
+            slot_guild, user_id, since=now - SLOT_LIFETIME, exclude=own_slot
         )
         last = await store.last_task_time(guild_id, user_id)
         if pending_since is not None:
@@ -218,21 +272,23 @@ class Policy:
 
     @asynccontextmanager
     async def admit(
-        self, *, guild_id: int | None, user_id: int, channel_id: int, prompt: str
-    ) -> AsyncIterator[GuildSettings | None]:
+        self, *, guild_id: int | None, user_id: int, channel_id: int, prompt: str, check_place: bool = True
+    ) -> AsyncIterator[GuildSettings]:
         """Check every rule, then hold a slot until the submit is stored (or refused).
+
+        `guild_id` is where the command was used (a DM: None), whatever channel the result goes to;
+        `channel_id` likewise. `check_place` False skips the channel rules, for a click on a result
+        that was delivered to the member's DMs (the command itself was checked where it was used).
 
         The slot is a database row taken before counting, so two processes admitting at once each
         see the other's submit: at worst both refuse, never both pass a limit. Within one process
         the lock keeps admissions in turn, so there the first one passes."""
-        if guild_id is None:
-            yield None
-            return
         async with self._lock:
-            settings = await self.settings(guild_id)
-            check_channel(settings, channel_id, self._channel_info(channel_id))
+            settings = await self.rules(guild_id)
+            if guild_id is not None and check_place:
+                check_channel(settings, channel_id, self._channel_info(channel_id))
             check_prompt(settings, prompt)
-            slot = await self._store.add_submit_slot(guild_id, user_id)
+            slot = await self._store.add_submit_slot(DM_RULES if guild_id is None else guild_id, user_id)
             try:
                 now = time.time()
                 check_limits(settings, await self.usage(guild_id, user_id, now, own_slot=slot), now)
@@ -246,19 +302,33 @@ class Policy:
 
     async def check_prompt(self, guild_id: int | None, prompt: str) -> None:
         """For prompts that reach the API without a new submit (the modal step of a task)."""
-        if guild_id is not None:
-            check_prompt(await self.settings(guild_id), prompt)
+        check_prompt(await self.rules(guild_id), prompt)
 
 
 async def check_click(interaction: discord.Interaction[Any], record: TaskRecord) -> None:
-    """The one check every result button runs before doing anything (NotAllowed if refused)."""
+    """The one check every result button runs before doing anything (NotAllowed if refused): the
+    task is acted on only where it belongs (bot/access.py), in an approved server, then by whom its
+    server allows."""
+    place = Place.of(interaction)
+    check_task_access(record, place)
+    await check_approved(interaction)
     policy: Policy | None = getattr(interaction.client, "policy", None)
-    if policy is None or interaction.guild_id is None:
-        return
-    settings = await policy.settings(interaction.guild_id)
+    if policy is None or record.guild_id is None or interaction.guild_id is None:
+        return  # a DM: check_task_access let only the task's owner through
+    settings = await policy.settings(record.guild_id)
     manager = interaction.permissions.manage_guild
     if not may_click(settings, user_id=interaction.user.id, owner_id=record.user_id, manager=manager):
         raise NotAllowed("policy.owner_only")
+
+
+async def check_approved(interaction: discord.Interaction[Any]) -> None:
+    """NotAllowed in a server the operator has not approved (bot owners excepted): what the command
+    tree checks for slash commands, for buttons and modals."""
+    gate: GuildGate | None = getattr(interaction.client, "gate", None)
+    if gate is None:
+        return
+    client = interaction.client
+    await gate.check(Place.of(interaction), is_owner=lambda: client.is_bot_owner(interaction.user))
 
 
 def channel_info_from(client: discord.Client) -> Callable[[int], ChannelInfo | None]:

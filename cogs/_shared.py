@@ -16,10 +16,11 @@ from discord.ext import commands
 from discord.utils import MISSING
 
 from bot import render
+from bot.access import Place, check_task_access
 from bot.errors import InputError, NotAllowed
 from bot.i18n import t
 from bot.models import SUCCESS, Origin, SubmitResult, TaskRecord
-from bot.policy import check_click
+from bot.policy import check_approved, check_click
 from bot.preferences import UserPrefs
 from bot.requests import SubmitRequest
 from bot.responder import locale_of, reply, report_error
@@ -47,13 +48,30 @@ BOT_TYPES = [
 
 
 def origin_of(interaction: Interaction, *, channel_id: int | None = None, dm: bool = False) -> Origin:
-    """Who clicked or typed, where the answer goes (`channel_id`, else the interaction's channel)
-    and whose rules apply (no guild for results sent to DMs)."""
+    """Who typed, where the answer goes (`channel_id`, else the interaction's channel) and whose
+    rules apply: the server the command was used in, also for results sent to DMs (`dm`), whose
+    channel rules then check the channel it was typed in."""
     return Origin(
         user_id=interaction.user.id,
         channel_id=channel_id if channel_id is not None else interaction.channel_id or 0,
-        guild_id=None if dm else interaction.guild_id,
+        guild_id=interaction.guild_id,
         locale=locale_of(interaction),
+        in_dm=dm and interaction.guild_id is not None,
+        used_in=interaction.channel_id if dm else None,
+    )
+
+
+def origin_of_click(interaction: Interaction, parent: TaskRecord) -> Origin:
+    """A click on (or a modal about) `parent`: its server's rules and key apply (bot/access.py let
+    the click through only there, or in its owner's DMs), and the new task is shown where the click
+    was: the server's channel, or those DMs (no channel rule applies there)."""
+    in_dm = interaction.guild_id is None and parent.guild_id is not None
+    return Origin(
+        user_id=interaction.user.id,
+        channel_id=interaction.channel_id or parent.channel_id,
+        guild_id=parent.guild_id,
+        locale=locale_of(interaction),
+        in_dm=in_dm,
     )
 
 
@@ -140,8 +158,8 @@ async def submit_child(
     prompt: str,
     extra: Mapping[str, Any] | None = None,
 ) -> tuple[TaskRecord, SubmitResult]:
-    """Submit a task that follows from `parent` (a click, a modal): same key, same channel."""
-    origin = origin_of(interaction, channel_id=interaction.channel_id or parent.channel_id)
+    """Submit a task that follows from `parent` (a click, a modal): same key, same server's rules."""
+    origin = origin_of_click(interaction, parent)
     jobs = interaction.client.jobs
     return await jobs.submit(request, origin, action=action, prompt=prompt, parent=parent, extra=extra)
 
@@ -287,8 +305,11 @@ class TaskButton(Clickable):
         record = await interaction.client.store.get_task(self.task_id, message_id=message_id)
         if record is None:
             raise InputError("click.unknown_task")
+        # Every button, whoever may click it: only where the task belongs, in an approved server.
+        check_task_access(record, Place.of(interaction))
+        await check_approved(interaction)
         if self.who is Who.CLICKERS:
-            await check_click(interaction, record)
+            await check_click(interaction, record)  # and its server's rule for result buttons
         elif self.who is Who.REQUESTER:
             permissions = interaction.permissions
             if interaction.user.id != record.user_id and not (permissions and permissions.manage_messages):

@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot import render
 from bot.errors import InputError, NotAllowed, UpstreamError
 from bot.i18n import t
-from bot.policy import DAY, GuildSettings, day_start, normalize_words, split_words
+from bot.policy import DAY, GuildSettings, day_start, fold_text, normalize_words, split_words
 from bot.responder import error_text, locale_of, reply, report_error
 from bot.upstream.client import UpstreamConfig
 from bot.upstream.keys import DEFAULT_UPSTREAM, ApiKey, KeyCheck, check_base_url, check_base_url_resolves, split_mode
@@ -57,8 +57,7 @@ def _mode(choice: app_commands.Choice[str] | None) -> str:
 
 async def is_bot_owner(interaction: Interaction) -> bool:
     """OWNER_IDS, else the application's owner (or team) as Discord reports it."""
-    bot = interaction.client
-    return interaction.user.id in bot.settings.owner_ids or await bot.is_owner(interaction.user)
+    return await interaction.client.is_bot_owner(interaction.user)
 
 
 async def is_manager(interaction: Interaction) -> bool:
@@ -144,6 +143,9 @@ class Admin(commands.Cog):
     )
     key = app_commands.Group(name=_("key"), description=_("API keys the bot submits with"), parent=mjadmin)
     rules = app_commands.Group(name=_("settings"), description=_("Limits and rules for this server"), parent=mjadmin)
+    servers = app_commands.Group(
+        name=_("server"), description=_("Which servers may use the bot (bot owner only)"), parent=mjadmin
+    )
 
     def __init__(self, bot: MJBot) -> None:
         self.bot = bot
@@ -344,11 +346,16 @@ class Admin(commands.Cog):
                 return t("admin.unlimited", locale)
             return t("admin.seconds", locale, n=value) if unit == "s" else str(value)
 
+        default_quota = self.bot.policy.owner_rules.default_daily_quota
+        if settings.daily_quota or not default_quota:
+            quota = limit(settings.daily_quota)
+        else:  # the server set none: the operator's default applies (DEFAULT_DAILY_QUOTA)
+            quota = t("admin.quota_default", locale, limit=default_quota)
         channels = " ".join(f"<#{c}>" for c in settings.allowed_channels) or t("admin.all_channels", locale)
         words = ", ".join(f"`{w}`" for w in settings.banned_words) or t("admin.none", locale)
         lines = [
             t("admin.settings_title", locale),
-            t("admin.settings_quota", locale, value=limit(settings.daily_quota)),
+            t("admin.settings_quota", locale, value=quota),
             t("admin.settings_user_concurrent", locale, value=limit(settings.user_concurrent)),
             t("admin.settings_guild_concurrent", locale, value=limit(settings.guild_concurrent)),
             t("admin.settings_cooldown", locale, value=limit(settings.cooldown, "s")),
@@ -441,8 +448,64 @@ class Admin(commands.Cog):
         guild_id = self._guild(interaction)
         removed = set(normalize_words(split_words(words)))
         current = (await self.bot.policy.settings(guild_id)).banned_words
-        updated = tuple(w for w in current if w not in removed)
+        updated = tuple(w for w in current if fold_text(w) not in removed)
         await self._show(interaction, await self.bot.policy.update(guild_id, banned_words=updated), saved=True)
+
+    # ---- servers (bot owner) -----------------------------------------------------------------------
+
+    async def _server_target(self, interaction: Interaction, guild_id: str | None) -> int:
+        if not await is_bot_owner(interaction):
+            raise NotAllowed("admin.owner_only")
+        if guild_id is None:
+            return self._guild(interaction)
+        text = guild_id.strip()
+        if not text.isdigit() or len(text) > 20:
+            raise InputError("admin.server_bad_id", guild=render.neutralize_mentions(text[:40]))
+        return int(text)
+
+    @servers.command(name=_("approve"), description=_("Let a server use the bot (default: this one)"))
+    @app_commands.describe(guild_id=_("The server's id (default: this server)"))
+    async def server_approve(self, interaction: Interaction, guild_id: str | None = None) -> None:
+        target = await self._server_target(interaction, guild_id)
+        await self.bot.gate.approve(target, interaction.user.id)
+        log.info("Server %s approved by user %s", target, interaction.user.id)
+        await reply(interaction, t("admin.server_approved", locale_of(interaction), guild=self._server_name(target)))
+
+    @servers.command(name=_("revoke"), description=_("Stop a server from using the bot (default: this one)"))
+    @app_commands.describe(guild_id=_("The server's id (default: this server)"))
+    async def server_revoke(self, interaction: Interaction, guild_id: str | None = None) -> None:
+        target = await self._server_target(interaction, guild_id)
+        locale = locale_of(interaction)
+        name = self._server_name(target)
+        if await self.bot.gate.revoke(target):
+            log.info("Server %s approval revoked by user %s", target, interaction.user.id)
+            text = t("admin.server_revoked", locale, guild=name)
+        else:
+            text = t("admin.server_not_approved", locale, guild=name)
+        if self.bot.gate.approval.allows(target):
+            text = t("admin.server_in_env", locale, guild=name)
+        await reply(interaction, text)
+
+    @servers.command(name=_("list"), description=_("The servers that may use the bot"))
+    async def server_list(self, interaction: Interaction) -> None:
+        if not await is_bot_owner(interaction):
+            raise NotAllowed("admin.owner_only")
+        locale = locale_of(interaction)
+        gate = self.bot.gate
+        if gate.approval.everyone:
+            await reply(interaction, t("admin.server_list_everyone", locale))
+            return
+        ids = sorted(gate.approval.listed | await gate.approved())
+        lines = [f"- {self._server_name(guild_id)}" for guild_id in ids] or [t("admin.server_none", locale)]
+        text = t("admin.server_list", locale, servers="\n".join(lines))
+        await reply(interaction, render.truncate(text, 2000))
+
+    def _server_name(self, guild_id: int) -> str:
+        """`Name (id)` for a server the bot is in, else the id; the name is the server's own text."""
+        guild = self.bot.get_guild(guild_id)
+        if guild is None:
+            return f"`{guild_id}`"
+        return f"{render.neutralize(guild.name)} (`{guild_id}`)"
 
     # ---- stats ---------------------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def info_embed(record: TaskRecord, seed: str, locale: str) -> discord.Embed:
     prompt = record.final_prompt or record.prompt
     _, parameters = split_parameters(prompt)
     embed = discord.Embed(title=t("info.title", locale), color=render.COLOR_SUCCESS)
-    embed.description = f"**{t('info.prompt', locale)}**\n```\n{render.truncate(prompt or '-', 3800)}\n```"
+    embed.description = f"**{t('info.prompt', locale)}**\n{render.fenced(render.truncate(prompt or '-', 3800))}"
     shown = "\n".join(f"`{render.truncate(p, 200)}`" for p in parameters) or t("info.no_parameters", locale)
     embed.add_field(name=t("info.parameters", locale), value=render.truncate(shown, 1024), inline=False)
     embed.add_field(name=t("info.seed", locale), value=render.truncate(seed, 1024), inline=False)

@@ -79,7 +79,7 @@ class Me(commands.Cog):
     async def usage_lines(self, guild_id: int, user_id: int, locale: str) -> list[str]:
         """Today's count, quota left, running tasks and cooldown: shared by /mj me and /info."""
         now = time.time()
-        settings = await self.bot.policy.settings(guild_id)
+        settings = await self.bot.policy.rules(guild_id)  # the operator's default quota included
         usage = await self.bot.policy.usage(guild_id, user_id, now)
         lines = []
         if settings.daily_quota:

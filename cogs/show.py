@@ -13,7 +13,8 @@ from discord.ext import commands
 from discord.utils import MISSING
 
 from bot import render
-from bot.errors import BotError, InputError
+from bot.access import Place, check_task_access
+from bot.errors import BotError, InputError, NotAllowed
 from bot.images import Media
 from bot.models import SUCCESS, TaskRecord
 from cogs._shared import Interaction
@@ -22,6 +23,16 @@ if TYPE_CHECKING:
     from bot.bot import MJBot
 
 log = logging.getLogger(__name__)
+
+
+def may_show(record: TaskRecord, interaction: Interaction) -> bool:
+    """Only where the task belongs (its server, or its owner's DMs; bot/access.py), and there only
+    for its owner or a moderator. Anything else reads as "not found": no hint that it exists."""
+    try:
+        check_task_access(record, Place.of(interaction))
+    except NotAllowed:
+        return False
+    return record.user_id == interaction.user.id or bool(interaction.permissions.manage_messages)
 
 
 class Show(commands.Cog):
@@ -55,8 +66,7 @@ class Show(commands.Cog):
     @app_commands.describe(task_id=_("The task id shown under the result"))
     async def show(self, interaction: Interaction, task_id: app_commands.Range[str, 1, 40]) -> None:
         record = await self.bot.store.get_task(task_id.strip())
-        permissions = interaction.permissions
-        if record is None or (record.user_id != interaction.user.id and not permissions.manage_messages):
+        if record is None or not may_show(record, interaction):
             raise InputError("show.not_found")
         if record.status != SUCCESS:
             raise InputError("show.not_finished")

@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from bot.policy import (
     DAY,
     ChannelInfo,
     GuildSettings,
+    OwnerRules,
     Policy,
     Usage,
     banned_word_in,
@@ -58,6 +60,28 @@ def reason(call: object) -> NotAllowed:
 )
 def test_banned_words_match_whole_words_in_any_case(prompt: str, found: str | None) -> None:
     assert banned_word_in(prompt, ("ass", "gore", "blood bath", "血腥")) == found
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "a castle, ｇｏｒｅ everywhere",  # fullwidth letters
+        "a castle, go\u200bre everywhere",  # zero-width space inside the word
+        "a castle, g\u00ado\u200dr\u2060e",  # soft hyphen, joiner, word joiner
+        "a castle, \u202egore\u202c",  # direction override around it
+        "a castle, GＯRE",
+        "the blood\u3000bath",  # ideographic space between the words
+        "一只\u200b血\u200b腥的猫",
+    ],
+)
+def test_banned_words_are_matched_after_nfkc_with_invisible_characters_removed(prompt: str) -> None:
+    assert banned_word_in(prompt, ("gore", "blood bath", "血腥")) is not None
+
+
+def test_banned_words_saved_with_fullwidth_or_invisible_characters_still_match() -> None:
+    assert banned_word_in("a gore scene", ("ｇｏｒｅ",)) == "ｇｏｒｅ"
+    assert banned_word_in("a gore scene", ("go\u200bre",)) == "go\u200bre"
+    assert normalize_words(["ＧＯ\u200bＲＥ", "gore"]) == ("gore",)
 
 
 def test_admin_word_lists_are_cleaned() -> None:
@@ -194,9 +218,50 @@ async def test_submits_in_flight_hold_their_slot(store: Store) -> None:
         pass
 
 
-async def test_direct_messages_have_no_guild_rules(store: Store) -> None:
-    async with Policy(store).admit(guild_id=None, user_id=1, channel_id=3, prompt="gore") as rules:
-        assert rules is None
+async def test_commands_in_direct_messages_are_refused_unless_the_operator_allows_them(store: Store) -> None:
+    with pytest.raises(NotAllowed) as refused:
+        async with Policy(store).admit(guild_id=None, user_id=1, channel_id=3, prompt="a cat"):
+            pass
+    assert refused.value.key == "policy.dm_off"
+    allowed = Policy(store, owner_rules=OwnerRules(dm_commands=True, dm_daily_quota=2))
+    async with allowed.admit(guild_id=None, user_id=1, channel_id=3, prompt="a cat") as rules:
+        assert rules.daily_quota == 2
+
+
+async def test_commands_in_direct_messages_count_against_the_daily_cap(store: Store) -> None:
+    policy = Policy(store, owner_rules=OwnerRules(dm_commands=True, dm_daily_quota=2))
+    for task_id in ("1", "2"):
+        await store.insert_task(replace(task(task_id), guild_id=None))
+    await store.insert_task(task("3"))  # made in a server: not counted against the DM cap
+    with pytest.raises(NotAllowed) as refused:
+        async with policy.admit(guild_id=None, user_id=1, channel_id=3, prompt="a cat"):
+            pass
+    assert refused.value.key == "policy.quota"
+    async with policy.admit(guild_id=None, user_id=2, channel_id=3, prompt="a cat"):
+        pass  # another member's count is their own
+
+
+async def test_servers_that_set_no_quota_get_the_operators_default(store: Store) -> None:
+    policy = Policy(store, owner_rules=OwnerRules(default_daily_quota=1))
+    await store.insert_task(task("1", delivered=True))
+    with pytest.raises(NotAllowed) as refused:
+        async with policy.admit(guild_id=GUILD, user_id=1, channel_id=3, prompt="a cat"):
+            pass
+    assert refused.value.key == "policy.quota" and refused.value.params["limit"] == 1
+    await policy.update(GUILD, daily_quota=5)  # the server's own quota wins over the default
+    async with policy.admit(guild_id=GUILD, user_id=1, channel_id=3, prompt="a cat"):
+        pass
+    assert (await policy.settings(GUILD)).daily_quota == 5
+
+
+async def test_banned_words_apply_to_the_modal_step_in_every_place(store: Store) -> None:
+    policy = Policy(store, owner_rules=OwnerRules(dm_commands=False))
+    await policy.update(GUILD, banned_words=("gore",))
+    with pytest.raises(NotAllowed):
+        await policy.check_prompt(GUILD, "ｇｏ\u200bｒｅ")
+    with pytest.raises(NotAllowed) as refused:
+        await policy.check_prompt(None, "a cat")  # DMs are off: nothing reaches the API from there
+    assert refused.value.key == "policy.dm_off"
 
 
 def test_every_policy_admin_and_me_message_exists_in_every_language() -> None:

@@ -271,6 +271,38 @@ async def test_guild_settings(backend: Backend) -> None:
         await store.save_guild_settings(GUILD, {**SETTINGS, "colour": "red"})
 
 
+async def test_approved_servers(backend: Backend) -> None:
+    store = await backend.open()
+    assert await store.approved_guild_ids() == []
+    await store.approve_guild(GUILD, approved_by=7)
+    await store.approve_guild(GUILD, approved_by=8)  # approving twice keeps one row
+    await store.approve_guild(5, approved_by=7)
+    assert await store.approved_guild_ids() == [5, GUILD]
+    assert await store.revoke_guild(GUILD) is True
+    assert await store.revoke_guild(GUILD) is False
+    assert await store.approved_guild_ids() == [5]
+
+
+async def test_tasks_made_in_dms_are_counted_apart_and_dm_deliveries_keep_their_server(backend: Backend) -> None:
+    store = await backend.open()
+    await store.insert_many(
+        [
+            make("a", guild_id=None, created_at=100.0),
+            make("b", guild_id=None, created_at=200.0, delivered=True),
+            make("c", created_at=300.0, in_dm=True),  # made in GUILD, shown in the member's DMs
+        ]
+    )
+    assert await store.count_guild_tasks(None, user_id=11) == 2
+    assert await store.count_guild_tasks(None, user_id=11, running=True) == 1
+    assert await store.count_guild_tasks(None, user_id=12) == 0
+    assert await store.last_task_time(None, 11) == 200.0
+    assert await store.count_guild_tasks(GUILD, user_id=11) == 1
+    stored = await store.get_task("c")
+    assert stored is not None and stored.in_dm is True and stored.guild_id == GUILD
+    assert stored.message_guild_id is None
+    assert (await store.get_task("a")).in_dm is False  # type: ignore[union-attr]
+
+
 async def test_usage_statistics(backend: Backend) -> None:
     store = await backend.open()
     day1 = utc("2026-03-01 23:59:59")

@@ -9,6 +9,7 @@ import pytest
 
 from bot.storage import protocols
 from bot.storage.sqlite import Store
+from bot.storage.sqlite.approvals import SqliteApprovals
 from bot.storage.sqlite.clicks import SqliteClicks
 from bot.storage.sqlite.keys import SqliteKeys
 from bot.storage.sqlite.leases import SqliteLeases
@@ -27,6 +28,7 @@ CONCERNS = {
     protocols.KeyStore: (SqliteKeys, "keys", "PostgresKeys"),
     protocols.RuleStore: (SqliteRules, "rules", "PostgresRules"),
     protocols.StatsStore: (SqliteStats, "stats", "PostgresStats"),
+    protocols.ApprovalStore: (SqliteApprovals, "approvals", "PostgresApprovals"),
 }
 
 

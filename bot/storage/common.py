@@ -126,3 +126,11 @@ def _setting_value(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+def guild_filter(guild_id: int | None, placeholder: str) -> tuple[str, list[Any]]:
+    """`WHERE` text and parameters for a guild's tasks, or for tasks made in DMs (guild None), written
+    so each can use its index (`= NULL` matches nothing; `IS NOT DISTINCT FROM` uses no index)."""
+    if guild_id is None:
+        return "guild_id IS NULL", []
+    return f"guild_id = {placeholder}", [guild_id]

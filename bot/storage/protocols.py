@@ -97,9 +97,17 @@ class RuleStore(Protocol):
         self, guild_id: int, user_id: int, *, since: float, exclude: int
     ) -> tuple[int, int, float | None]: ...
     async def count_guild_tasks(
-        self, guild_id: int, *, user_id: int | None = None, since: float | None = None, running: bool = False
+        self, guild_id: int | None, *, user_id: int | None = None, since: float | None = None, running: bool = False
     ) -> int: ...
-    async def last_task_time(self, guild_id: int, user_id: int) -> float | None: ...
+    async def last_task_time(self, guild_id: int | None, user_id: int) -> float | None: ...
+
+
+class ApprovalStore(Protocol):
+    """Servers a bot owner approved (/mjadmin server approve); bot/access.py GuildGate."""
+
+    async def approved_guild_ids(self) -> list[int]: ...
+    async def approve_guild(self, guild_id: int, approved_by: int) -> None: ...
+    async def revoke_guild(self, guild_id: int) -> bool: ...
 
 
 class StatsStore(Protocol):
@@ -111,7 +119,9 @@ class StatsStore(Protocol):
 
 
 @runtime_checkable
-class Storage(TrackingStore, ClickStore, PrefsStore, MetaStore, KeyStore, RuleStore, StatsStore, Protocol):
+class Storage(
+    TrackingStore, ClickStore, PrefsStore, MetaStore, KeyStore, RuleStore, StatsStore, ApprovalStore, Protocol
+):
     """Everything: what the bot opens in setup_hook and hands out by concern."""
 
     async def close(self) -> None: ...

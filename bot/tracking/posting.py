@@ -29,7 +29,10 @@ async def parent_reference(store: TaskStore, record: TaskRecord) -> discord.Mess
     if parent is None or parent.message_id is None:
         return None
     return discord.MessageReference(
-        message_id=parent.message_id, channel_id=parent.channel_id, guild_id=parent.guild_id, fail_if_not_exists=False
+        message_id=parent.message_id,
+        channel_id=parent.channel_id,
+        guild_id=parent.message_guild_id,
+        fail_if_not_exists=False,
     )
 
 
@@ -37,7 +40,7 @@ async def send_task_message(
     client: discord.Client, store: TaskStore, record: TaskRecord, parts: render.MessageParts
 ) -> discord.Message | None:
     """The task's first message in its channel, or None when Discord refused it (caller decides)."""
-    channel = client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+    channel = client.get_partial_messageable(record.channel_id, guild_id=record.message_guild_id)
     reference = await parent_reference(store, record)
     view = render.build_view(parts.buttons)
     try:

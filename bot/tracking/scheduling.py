@@ -178,14 +178,20 @@ class UpstreamReads:
 
     async def _poll_upstream(self, name: str, ids: list[str], tick: float) -> None:
         try:
-            client = self._upstreams.get(name) or self._upstreams.get("default")
+            # Exactly the task's own upstream: a removed key's tasks are never read with another key
+            # (the .env key would be asked about another server's task ids).
+            client = self._upstreams.get(name)
         except Exception:  # a broken key config must not end the loop
             log.exception("Resolving upstream %r failed", name)
             client = None
         if client is None:
             if name not in self._unknown:
                 self._unknown.add(name)
-                log.error("No upstream %r for %d task(s); they wait for it or their timeout", name, len(ids))
+                log.warning(
+                    "No upstream %r (its key was removed?) for %d task(s); they wait for it or their timeout",
+                    name,
+                    len(ids),
+                )
             return
         self._unknown.discard(name)
         error, slowest = await self._read_tasks(name, client, ids, tick, alone=self._stalled(ids, self._clock()))

@@ -341,7 +341,7 @@ class DiscordWriter:
                 message: discord.Message = await webhook.fetch_message(record.message_id)
             else:
                 await self.budget.take(RESULT)
-                channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+                channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.message_guild_id)
                 message = await channel.fetch_message(record.message_id)
         except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError):
             return False  # gone or unreadable: post the result as usual
@@ -447,7 +447,7 @@ class DiscordWriter:
         self, record: TaskRecord, parts: render.MessageParts, file: discord.File | None
     ) -> discord.Message:
         """Edit (or post) with the bot token, each request within the budget."""
-        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.guild_id)
+        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.message_guild_id)
         view = render.build_view(parts.buttons)
         if record.message_id is not None:
             await self._take_budget(record)

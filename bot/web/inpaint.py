@@ -298,7 +298,14 @@ async def submit_region(
     text = clean_prompt(prompt)
     record, result = await jobs.submit(
         ActionRequest(task_id=parent.id, custom_id=button.custom_id),
-        Origin(user_id=link.user_id, channel_id=parent.channel_id, guild_id=parent.guild_id, locale=link.locale),
+        # The parent's server's rules; a result shown in its owner's DMs has no channel rule there.
+        Origin(
+            user_id=link.user_id,
+            channel_id=parent.channel_id,
+            guild_id=parent.guild_id,
+            locale=link.locale,
+            in_dm=parent.in_dm,
+        ),
         action=render.action_for_button(button),
         prompt=text,
         parent=parent,

@@ -391,7 +391,7 @@ class WebServer:
         """Discord signs attachment links for about a day: ask for the message again for a fresh one."""
         if parent.message_id is None:
             return None
-        channel = self._deps.client.get_partial_messageable(parent.channel_id, guild_id=parent.guild_id)
+        channel = self._deps.client.get_partial_messageable(parent.channel_id, guild_id=parent.message_guild_id)
         try:
             message = await channel.fetch_message(parent.message_id)
         except discord.HTTPException:

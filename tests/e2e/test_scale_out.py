@@ -157,6 +157,9 @@ async def procs(world: World, mj: SimulatedProxy, database: Database, tmp_path: 
         "POLL_INTERVAL": str(POLL_INTERVAL),
         "LEASE_SECONDS": str(LEASE_SECONDS),
         "TASK_TIMEOUT": "600",
+        # Eight servers, 25 tasks per member each: every server may use the bot, without a daily cap.
+        "ALLOWED_GUILDS": "*",
+        "DEFAULT_DAILY_QUOTA": "0",
         "LOG_LEVEL": "INFO",
     }
     async with BotProcesses(world.fake, tmp_path / "procs", env=env) as running:

@@ -47,7 +47,9 @@ async def test_two_shards_in_one_process_serve_guilds_on_both(
     assert FakeDiscord.shard_for(discord_fake.guild.id, SHARDS) == 0
     assert FakeDiscord.shard_for(channel1.guild_id or 0, SHARDS) == 1
     # Commands synced globally: a dev guild would hide them from the second guild.
-    bot = await runner.start(shard_count=SHARDS, shard_ids=None, dev_guild_id=None)
+    # No dev guild: both servers are approved by ALLOWED_GUILDS instead.
+    allowed = (discord_fake.guild.id, channel1.guild_id or 0)
+    bot = await runner.start(shard_count=SHARDS, shard_ids=None, dev_guild_id=None, allowed_guilds=allowed)
     assert session_shards(discord_fake) == [[0, SHARDS], [1, SHARDS]]
     assert sorted(bot.shards) == [0, 1]
     assert {g.id for g in bot.guilds} == {discord_fake.guild.id, channel1.guild_id}
@@ -74,7 +76,9 @@ async def test_two_shards_in_one_process_serve_guilds_on_both(
 
 async def test_shard_ids_identifies_only_its_own_shards(runner: BotRunner, discord_fake: FakeDiscord) -> None:
     member1, channel1 = second_guild(discord_fake)
-    bot = await runner.start(shard_count=SHARDS, shard_ids=(1,), dev_guild_id=None)
+    bot = await runner.start(
+        shard_count=SHARDS, shard_ids=(1,), dev_guild_id=None, allowed_guilds=(channel1.guild_id or 0,)
+    )
     assert session_shards(discord_fake) == [[1, SHARDS]]
     assert list(bot.shards) == [1]
     # It sees only the guild its shard carries, and no interaction of shard 0 can reach it.

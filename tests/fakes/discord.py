@@ -1152,7 +1152,10 @@ class FakeDiscord:
         self.guilds[guild.id] = guild
         if self.running:
             for sess in self._sessions_for(guild.id):
-                self._spawn(self._send_dispatch(sess, "GUILD_CREATE", self._guild_create_payload(guild, sess)))
+                # A join, as Discord sends it: no "unavailable" key (discord.py's on_guild_join).
+                payload = self._guild_create_payload(guild, sess)
+                del payload["unavailable"]
+                self._spawn(self._send_dispatch(sess, "GUILD_CREATE", payload))
         return guild
 
     def add_role(self, name: str, permissions: int = 0, *, guild: FakeGuild | None = None) -> FakeRole:

@@ -8,6 +8,7 @@ concern). Only this package imports asyncpg, and only `bot.storage.factory.open_
 
 from __future__ import annotations
 
+from bot.storage.postgres.approvals import PostgresApprovals
 from bot.storage.postgres.clicks import PostgresClicks
 from bot.storage.postgres.keys import PostgresKeys
 from bot.storage.postgres.leases import PostgresLeases
@@ -29,5 +30,6 @@ class PostgresStore(
     PostgresKeys,
     PostgresRules,
     PostgresStats,
+    PostgresApprovals,
 ):
     """PostgreSQL storage. Open with `await PostgresStore.open(url)`; close with `await store.close()`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.storage.common import GUILD_SETTINGS, guild_settings_values
+from bot.storage.common import GUILD_SETTINGS, guild_filter, guild_settings_values
 from bot.storage.postgres.base import PostgresBase, placeholders
 
 _SAVE_SETTINGS = (
@@ -57,11 +57,12 @@ class PostgresRules(PostgresBase):
     # ---- counts of a guild's tasks ---------------------------------------------------------------
 
     async def count_guild_tasks(
-        self, guild_id: int, *, user_id: int | None = None, since: float | None = None, running: bool = False
+        self, guild_id: int | None, *, user_id: int | None = None, since: float | None = None, running: bool = False
     ) -> int:
-        """Tasks in a guild (of one user, since a time, or only unfinished: delivered = 0)."""
-        sql = "SELECT COUNT(*) FROM tasks WHERE guild_id = $1"
-        params: list[Any] = [guild_id]
+        """Tasks in a guild, or made in DMs for guild None (of one user, since a time, or only
+        unfinished: delivered = 0)."""
+        where, params = guild_filter(guild_id, "$1")
+        sql = f"SELECT COUNT(*) FROM tasks WHERE {where}"
         if user_id is not None:
             params.append(user_id)
             sql += f" AND user_id = ${len(params)}"
@@ -72,8 +73,9 @@ class PostgresRules(PostgresBase):
             sql += " AND delivered = 0"
         return int(await self._fetchval(sql, *params))
 
-    async def last_task_time(self, guild_id: int, user_id: int) -> float | None:
+    async def last_task_time(self, guild_id: int | None, user_id: int) -> float | None:
+        where, params = guild_filter(guild_id, "$1")
         value = await self._fetchval(
-            "SELECT MAX(created_at) FROM tasks WHERE guild_id = $1 AND user_id = $2", guild_id, user_id
+            f"SELECT MAX(created_at) FROM tasks WHERE {where} AND user_id = ${len(params) + 1}", *params, user_id
         )
         return float(value) if value is not None else None

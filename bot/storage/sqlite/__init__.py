@@ -8,6 +8,7 @@ sees SQL.
 
 from __future__ import annotations
 
+from bot.storage.sqlite.approvals import SqliteApprovals
 from bot.storage.sqlite.clicks import SqliteClicks
 from bot.storage.sqlite.keys import SqliteKeys
 from bot.storage.sqlite.leases import SqliteLeases
@@ -20,5 +21,15 @@ from bot.storage.sqlite.tasks import SqliteTasks
 __all__ = ["Store"]
 
 
-class Store(SqliteTasks, SqliteLeases, SqliteClicks, SqlitePrefs, SqliteMeta, SqliteKeys, SqliteRules, SqliteStats):
+class Store(
+    SqliteTasks,
+    SqliteLeases,
+    SqliteClicks,
+    SqlitePrefs,
+    SqliteMeta,
+    SqliteKeys,
+    SqliteRules,
+    SqliteStats,
+    SqliteApprovals,
+):
     """SQLite storage. Open with `await Store.open(path)`; close with `await store.close()`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bot.storage.common import GUILD_SETTINGS, guild_settings_values
+from bot.storage.common import GUILD_SETTINGS, guild_filter, guild_settings_values
 from bot.storage.sqlite.base import SqliteBase
 
 _SAVE_SETTINGS = (
@@ -58,11 +58,12 @@ class SqliteRules(SqliteBase):
     # ---- counts of a guild's tasks ---------------------------------------------------------------
 
     async def count_guild_tasks(
-        self, guild_id: int, *, user_id: int | None = None, since: float | None = None, running: bool = False
+        self, guild_id: int | None, *, user_id: int | None = None, since: float | None = None, running: bool = False
     ) -> int:
-        """Tasks in a guild (of one user, since a time, or only unfinished: delivered = 0)."""
-        sql = "SELECT COUNT(*) FROM tasks WHERE guild_id = ?"
-        params: list[Any] = [guild_id]
+        """Tasks in a guild, or made in DMs for guild None (of one user, since a time, or only
+        unfinished: delivered = 0)."""
+        where, params = guild_filter(guild_id, "?")
+        sql = f"SELECT COUNT(*) FROM tasks WHERE {where}"
         if user_id is not None:
             sql += " AND user_id = ?"
             params.append(user_id)
@@ -74,8 +75,9 @@ class SqliteRules(SqliteBase):
         row = await self._fetchone(sql, params)
         return int(row[0]) if row else 0
 
-    async def last_task_time(self, guild_id: int, user_id: int) -> float | None:
+    async def last_task_time(self, guild_id: int | None, user_id: int) -> float | None:
+        where, params = guild_filter(guild_id, "?")
         row = await self._fetchone(
-            "SELECT MAX(created_at) FROM tasks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+            f"SELECT MAX(created_at) FROM tasks WHERE {where} AND user_id = ?", [*params, user_id]
         )
         return float(row[0]) if row and row[0] is not None else None
