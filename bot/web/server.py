@@ -39,7 +39,7 @@ from aiohttp.typedefs import Handler
 from PIL import Image, UnidentifiedImageError
 
 from bot.config import ConfigError, Settings
-from bot.errors import BotError, InputError
+from bot.errors import BotError, InputError, SubmitLost
 from bot.i18n import normalize, t
 from bot.images import sniff_image
 from bot.models import TaskRecord, coerce_id
@@ -484,6 +484,9 @@ class WebServer:
             record, message = await inpaint.submit_region(
                 self._deps.client, self._deps.jobs, link=link, parent=parent, prompt=data["prompt"], mask_png=mask
             )
+        except SubmitLost:
+            # The answer was lost, not refused: the server may have charged it, so the link stays used.
+            return web.json_response({"error": t("web.submit_lost", language)}, status=422)
         except BotError as error:
             await inpaint.release_link(self._deps.jobs, parent, claim)
             return web.json_response({"error": error_text(error, language)}, status=422)

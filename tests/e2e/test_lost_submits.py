@@ -14,6 +14,7 @@ from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import API_KEY, BotRunner, is_done, log_text
 from tests.e2e.test_api_cases import other_proxy
+from tests.e2e.test_ready import editor_link, finished_upscale, http, web_settings
 from tests.fakes.discord import FakeDiscord, FakeMessage
 
 
@@ -157,3 +158,20 @@ async def test_a_timed_out_submit_takes_the_same_path(
     message = await imagine(discord_fake, "a slow answer")
     await discord_fake.wait_for(lambda: is_done(message), timeout=15)
     assert len(trueai.submits("/submit/imagine")) == 1
+
+
+async def test_the_region_editor_keeps_its_link_used_when_the_answer_is_lost(
+    runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, bot_logs: pytest.LogCaptureFixture
+) -> None:
+    await runner.start(**web_settings())
+    upscale = await finished_upscale(discord_fake, "a blue kite")
+    _, url = await editor_link(discord_fake, upscale)
+    selection = {"prompt": "a blue kite", "shapes": [{"type": "rect", "x": 10, "y": 10, "w": 50, "h": 50}]}
+    mj.fail_next("lost", path_prefix="/mj/submit/action")
+    async with http() as session:
+        async with session.post(url, json=selection) as answer:
+            assert answer.status == 422 and "may have started" in (await answer.json())["error"]
+        async with session.post(url, json=selection) as again:  # a second try could charge twice
+            assert again.status == 422 and "already used" in (await again.json())["error"]
+    assert len([s for s in mj.submits("/submit/action") if "Inpaint" in s.json["customId"]]) == 1
+    assert no_errors(bot_logs)
