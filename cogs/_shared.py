@@ -238,12 +238,14 @@ class Who(Enum):
 _NEVER = r"(?!)"  # the template of a base class: matches no custom_id
 
 
-class Clickable(discord.ui.DynamicItem[discord.ui.Button[Any]], template=_NEVER):
-    """Base of every persistent button: its custom_id shape (`spec`, a render.CustomId given as the
-    class keyword) is written once for building ids and matching clicks, and every error of a check
-    or a callback is reported in one place. Subclasses implement `clicked`."""
+class Clickable(discord.ui.DynamicItem[discord.ui.Item[Any]], template=_NEVER):
+    """Base of every persistent button (or select, `component`): its custom_id shape (`spec`, a
+    render.CustomId given as the class keyword) is written once for building ids and matching
+    clicks, and every error of a check or a callback is reported in one place. Subclasses implement
+    `clicked`."""
 
     spec: ClassVar[render.CustomId]
+    component: ClassVar[type[discord.ui.Button[Any] | discord.ui.Select[Any]]] = discord.ui.Button
 
     def __init_subclass__(cls, *, spec: render.CustomId | None = None) -> None:
         super().__init_subclass__(template=spec.template if spec is not None else _NEVER)
@@ -251,12 +253,12 @@ class Clickable(discord.ui.DynamicItem[discord.ui.Button[Any]], template=_NEVER)
             cls.spec = spec
 
     def __init__(self, **values: object) -> None:
-        super().__init__(discord.ui.Button(custom_id=self.spec.build(**values)))
+        super().__init__(self.component(custom_id=self.spec.build(**values)))
         self.values = {name: str(value) for name, value in values.items()}
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Clickable:
         return cls(**match.groupdict())
 

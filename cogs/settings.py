@@ -7,28 +7,27 @@ still works.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _
 
 from bot import preferences as prefs_mod
-from bot.errors import BotError, InputError
+from bot.errors import InputError
 from bot.i18n import t
 from bot.preferences import MAX_OPTION_SETS, PANEL_SETTINGS, UserPrefs, check_option_set
-from bot.responder import locale_of, reply, reply_lines, report_error
-from cogs._shared import Interaction, ItemsCog
+from bot.render import CustomId
+from bot.responder import locale_of, reply, reply_lines
+from cogs._shared import Clickable, Interaction, ItemsCog
 
 if TYPE_CHECKING:
     from bot.bot import MJBot
 
-SELECT_ID = "mj:set:{field}"
-SELECT_TEMPLATE = r"mj:set:(?P<field>version|stylize|speed|aspect)"
-TOGGLE_ID = "mj:tog:{field}"
-TOGGLE_TEMPLATE = r"mj:tog:(?P<field>remix|visibility|reset)"
+# The panel's own ids (render.CustomId): keyed only by the setting, so an old panel still works.
+SELECT = CustomId("mj:set", (("field", "version|stylize|speed|aspect"),))
+TOGGLE = CustomId("mj:tog", (("field", "remix|visibility|reset"),))
 
 _DEFAULT = "default"
 
@@ -75,7 +74,7 @@ def panel(prefs: UserPrefs, locale: str) -> discord.ui.View:
         ]
         view.add_item(
             discord.ui.Select(
-                custom_id=SELECT_ID.format(field=field),
+                custom_id=SELECT.build(field=field),
                 placeholder=t(f"settings.{field}", locale),
                 options=options,
                 row=row,
@@ -89,7 +88,7 @@ def panel(prefs: UserPrefs, locale: str) -> discord.ui.View:
     for field, emoji, style in toggles:
         view.add_item(
             discord.ui.Button(
-                custom_id=TOGGLE_ID.format(field=field),
+                custom_id=TOGGLE.build(field=field),
                 label=t(f"settings.button_{field}", locale),
                 emoji=emoji,
                 style=style,
@@ -108,63 +107,40 @@ async def show_panel(interaction: Interaction, prefs: UserPrefs, *, edit: bool) 
         await interaction.response.send_message(embed=summary(prefs, locale), view=panel(prefs, locale), ephemeral=True)
 
 
-class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=SELECT_TEMPLATE):
-    def __init__(self, field: str) -> None:
-        super().__init__(discord.ui.Select(custom_id=SELECT_ID.format(field=field)))
-        self.field = field
+class SettingSelect(Clickable, spec=SELECT):
+    component = discord.ui.Select
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Select[Any], match: re.Match[str], /
-    ) -> SettingSelect:
-        return cls(match["field"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
+    async def clicked(self, interaction: Interaction) -> None:
+        field = self.values["field"]
+        data: Mapping[str, object] = interaction.data or {}
+        values = data.get("values")
+        raw = str(values[0]) if isinstance(values, list) and values else _DEFAULT
+        value: object = "" if raw == _DEFAULT else raw
         try:
-            data: Mapping[str, object] = interaction.data or {}
-            values = data.get("values")
-            raw = str(values[0]) if isinstance(values, list) and values else _DEFAULT
-            value: object = "" if raw == _DEFAULT else raw
-            if self.field == "stylize":
+            if field == "stylize":
                 value = None if raw == _DEFAULT else int(raw)
-            UserPrefs(interaction.user.id).with_changes(**{self.field: value})  # a valid choice?
-            # Only this field is written: choices made at the same moment are all kept.
-            prefs = await interaction.client.store.update_prefs(interaction.user.id, **{self.field: value})
-            await show_panel(interaction, prefs, edit=True)
-        except (ValueError, BotError) as error:
-            await report_error(
-                interaction, error if isinstance(error, BotError) else InputError("prefs.bad_value", name=self.field)
-            )
-        except Exception as error:
-            await report_error(interaction, error)
+            UserPrefs(interaction.user.id).with_changes(**{field: value})  # a valid choice?
+        except ValueError:
+            raise InputError("prefs.bad_value", name=field) from None
+        # Only this field is written: choices made at the same moment are all kept.
+        prefs = await interaction.client.store.update_prefs(interaction.user.id, **{field: value})
+        await show_panel(interaction, prefs, edit=True)
 
 
-class SettingToggle(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TOGGLE_TEMPLATE):
-    def __init__(self, field: str) -> None:
-        super().__init__(discord.ui.Button(custom_id=TOGGLE_ID.format(field=field)))
-        self.field = field
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Button[Any], match: re.Match[str], /
-    ) -> SettingToggle:
-        return cls(match["field"])
-
-    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
-        try:
-            store = interaction.client.store
-            prefs = await store.get_prefs(interaction.user.id)
-            if self.field == "remix":
-                changes: dict[str, object] = {"remix": not prefs.remix}
-            elif self.field == "visibility":
-                changes = {"visibility": "channel" if prefs.visibility == "dm" else "dm"}
-            else:  # reset keeps the suffix and option sets: those are managed with /prefer
-                defaults = UserPrefs(prefs.user_id)
-                changes = {name: getattr(defaults, name) for name in PANEL_SETTINGS}
-            prefs = await store.update_prefs(interaction.user.id, **changes)
-            await show_panel(interaction, prefs, edit=True)
-        except Exception as error:
-            await report_error(interaction, error)
+class SettingToggle(Clickable, spec=TOGGLE):
+    async def clicked(self, interaction: Interaction) -> None:
+        field = self.values["field"]
+        store = interaction.client.store
+        prefs = await store.get_prefs(interaction.user.id)
+        if field == "remix":
+            changes: dict[str, object] = {"remix": not prefs.remix}
+        elif field == "visibility":
+            changes = {"visibility": "channel" if prefs.visibility == "dm" else "dm"}
+        else:  # reset keeps the suffix and option sets: those are managed with /prefer
+            defaults = UserPrefs(prefs.user_id)
+            changes = {name: getattr(defaults, name) for name in PANEL_SETTINGS}
+        prefs = await store.update_prefs(interaction.user.id, **changes)
+        await show_panel(interaction, prefs, edit=True)
 
 
 class Settings(ItemsCog):

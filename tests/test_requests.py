@@ -28,6 +28,7 @@ from bot.requests import (
 )
 from bot.storage.common import migrations as _migrations
 from bot.storage.factory import open_store
+from cogs import settings
 from tests.pg import PostgresServer, postgres_server_fixture, require_asyncpg  # noqa: F401  (fixtures)
 
 PICTURE = "data:image/png;base64,AAAA"
@@ -112,6 +113,12 @@ POSTED = {
     render.CANCEL_TASK: ("mj:cancel:{task}", r"mj:cancel:(?P<task>[0-9A-Za-z_-]{1,40})"),
     render.DELETE: ("mj:del:{task}", r"mj:del:(?P<task>[0-9A-Za-z_-]{1,40})"),
     render.SEED: ("mj:seed:{task}", r"mj:seed:(?P<task>[0-9A-Za-z_-]{1,40})"),
+    render.EXTEND: (
+        "mj:ext:{task}:{index}:{motion}",
+        r"mj:ext:(?P<task>[0-9A-Za-z_-]{1,40}):(?P<index>[0-3]):(?P<motion>high|low)",
+    ),
+    settings.SELECT: ("mj:set:{field}", r"mj:set:(?P<field>version|stylize|speed|aspect)"),
+    settings.TOGGLE: ("mj:tog:{field}", r"mj:tog:(?P<field>remix|visibility|reset)"),
 }
 
 
@@ -121,9 +128,10 @@ def test_custom_id_shapes_are_byte_identical_to_the_posted_ones(spec: render.Cus
 
 
 def test_every_button_registers_the_shape_it_builds() -> None:
-    from cogs import actions, describe, info, manage
+    from cogs import actions, describe, info, manage, video
 
-    items = [*actions.Actions.items, *describe.Describe.items, *info.Info.items, *manage.Manage.items]
+    cogs = (actions.Actions, describe.Describe, info.Info, manage.Manage, settings.Settings, video.Video)
+    items = [item for cog in cogs for item in cog.items]
     assert {item.spec.prefix for item in items} >= {spec.prefix for spec in POSTED}  # type: ignore[attr-defined]
     for item in items:
         assert item.__discord_ui_compiled_template__.pattern == item.spec.template  # type: ignore[attr-defined]
