@@ -71,6 +71,7 @@ async def worker(spec: dict[str, Any]) -> None:
     settings = TrackerSettings(poll_interval=spec["poll_interval"], claim_batch=spec["claim_batch"])
     fetcher = result_fetcher(AddressPolicy.trusting(spec["sim"]), settings.download_concurrency)  # as MJBot does
     tracker = Tracker(client, store, {"default": upstream}, fetcher, settings)
+    started = time.monotonic()
     resumed = await tracker.resume()
     tracker.start()
     print(json.dumps({"ready": resumed}), flush=True)
@@ -88,6 +89,8 @@ async def worker(spec: dict[str, Any]) -> None:
                 "edits_sent": counters.edits_sent,
                 "write_failures": counters.write_failures,
                 "cycles": counters.cycles,
+                "cpu_seconds": time.process_time(),
+                "wall_seconds": time.monotonic() - started,
             }
         ),
         flush=True,
@@ -181,6 +184,7 @@ async def run_config(db: str, processes: int, args: argparse.Namespace, pg: Any)
     n = args.tasks
     tmp = tempfile.TemporaryDirectory(prefix="mj-scale-")
     target = pg.create_database() if db == "postgres" else str(Path(tmp.name) / "bench.sqlite3")
+    world_cpu0 = time.process_time()  # this process: the simulator, the sink and the probe
     sim, sink, runner, sim_url, sink_url = await start_world(args)
     rng = random.Random(1)
     steps = sim.progress_steps + 2  # NOT_START -> SUBMITTED -> progress... -> SUCCESS
@@ -290,6 +294,7 @@ async def run_config(db: str, processes: int, args: argparse.Namespace, pg: Any)
             "token_writes": stats.token_writes,
             "bot_token_requests": len(stats.bot_token_at),
             "reports": reports,
+            "world_cpu": time.process_time() - world_cpu0,
         }
     )
     return result
@@ -306,12 +311,18 @@ def takeover(r: dict[str, Any]) -> str:
     return f"{r['held']} tasks: claimed {claimed}, first edit {edit}"
 
 
+def cpu_shares(r: dict[str, Any]) -> str:
+    shares = [100 * p["cpu_seconds"] / max(p["wall_seconds"], 1e-9) for p in r["reports"] if "cpu_seconds" in p]
+    return ", ".join(f"{share:.0f}%" for share in shares) or "n/a"
+
+
 def table(results: list[dict[str, Any]]) -> str:
     header = (
         "| db | processes | tasks | tasks/s | completion-to-edit p95 (lower bound, ratio) | takeover after kill "
-        "| duplicates | lost | marked delivered | 429s / 401s | writes: interaction / bot token (peak per second) |"
+        "| duplicates | lost | marked delivered | 429s / 401s | writes: interaction / bot token (peak per second) "
+        "| CPU per surviving process (% of a core) / simulator + sink |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ratio = r["p95"] / max(r["bound_p95"], 1e-9)
         lines.append(
@@ -319,7 +330,8 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['p95']:.2f} s ({r['bound_p95']:.2f} s, {ratio:.2f}x) "
             f"| {takeover(r)} | {r['duplicates']} | {r['lost']} | {r['db_delivered']} "
             f"| {r['rate_limited']} / {r['unauthorized']} "
-            f"| {r['token_writes']} / {r['bot_token_requests']} ({r['peak_bot_token_per_second']}) |"
+            f"| {r['token_writes']} / {r['bot_token_requests']} ({r['peak_bot_token_per_second']}) "
+            f"| {cpu_shares(r)} / {r['world_cpu']:.0f} s |"
         )
     return "\n".join(lines)
 
