@@ -15,6 +15,7 @@ from bot.net.addresses import AddressPolicy
 from bot.upstream.client import MJClient, UpstreamConfig
 from bot.upstream.keys import Upstreams
 from bot.upstream.simulator import SimulatedProxy
+from tests.fakes.http import serve
 
 TASK = {"id": "1", "action": "IMAGINE", "status": "IN_PROGRESS", "progress": "10%", "prompt": "a cat"}
 
@@ -39,11 +40,7 @@ class AnswerServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         self.base = f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:

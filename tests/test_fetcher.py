@@ -22,6 +22,7 @@ from bot.errors import DownloadRefused, DownloadTooLarge, NotMedia, TransientErr
 from bot.images import MEDIA_CHECKS, Media, sniff_image
 from bot.net.addresses import AddressPolicy, AddressRefused, Origin, is_public, literal_address, parse_host_port
 from bot.net.fetcher import Fetcher, _guarded_socket
+from tests.fakes.http import serve
 
 
 def png_bytes() -> bytes:
@@ -56,11 +57,7 @@ async def start_server(routes: dict[str, Callable[[web.Request], object]]) -> tu
     app = web.Application(middlewares=[record])
     for path, handler in routes.items():
         app.router.add_get(path, handler)  # type: ignore[arg-type]
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, server.port = await serve(app)
     server.base = f"http://127.0.0.1:{server.port}"
     return server, runner
 

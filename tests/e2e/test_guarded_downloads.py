@@ -22,6 +22,7 @@ from tests.conftest import BotRunner, is_done
 from tests.e2e.test_admin import FERNET, add_key, admin
 from tests.e2e.test_ready import editor_link, finished_upscale, http, web_settings
 from tests.fakes.discord import FakeDiscord, FakeMessage
+from tests.fakes.http import serve
 
 
 class LocalService:
@@ -46,11 +47,7 @@ class LocalService:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._any)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         self.base = f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
