@@ -132,6 +132,22 @@ async def test_untrusted_account_fields_are_typed_and_capped() -> None:
     assert Account.from_json(TRUEAI_ADMIN, {"remark": "no id"}) is None
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"coreSize": "²", "queueSize": "9" * 5000},  # str.isdigit() accepts both; int() refuses both
+        {"runningCount": "٣"},  # a decimal digit of another script: a count, and a sane one
+        {"versionSelector": 5},
+        {"versionSelector": True},
+    ],
+)
+def test_odd_account_fields_never_raise(answer: dict[str, Any]) -> None:
+    account = Account.from_json(TRUEAI_ADMIN, {"id": "x", **answer})
+    assert account is not None and account.versions == ()
+    assert account.core_size is None and account.queue_size is None
+    assert account.running_count in (None, 3)
+
+
 async def test_plus_and_basic_accounts_are_listed(server: Server) -> None:
     _, plus = await server("basic", SECRET, "mj-api-secret", plus=True)
     names = [a.name for a in (await plus.accounts(Capabilities(PLUS))).accounts]

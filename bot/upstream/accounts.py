@@ -128,8 +128,11 @@ def _count(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value if 0 <= value < 10**9 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        # isdecimal, not isdigit: "²" is a digit int() refuses; nine digits keep the int bound above.
+        if text.isdecimal() and len(text) <= 9:
+            return int(text)
     return None
 
 
@@ -180,7 +183,8 @@ class Account:
         assert isinstance(displays, dict)
         name = _text(data.get("remark") or data.get("name") or data.get("channelId") or account_id, 60)
         versions: list[VersionOption] = []
-        for option in data.get("versionSelector") or []:
+        selector = data.get("versionSelector")
+        for option in selector if isinstance(selector, list) else []:
             if isinstance(option, dict) and _text(option.get("customId"), 90):
                 value = _text(option.get("customId"), 90)
                 versions.append(VersionOption(value=value, label=_text(option.get("label"), 90) or value))
