@@ -119,6 +119,14 @@ def alert_text(alert: AccountAlert, server: str, locale: str) -> str:
     return t("alerts.fast_exhausted", locale, relax=account.relax_left or "?", **params)
 
 
+def server_name(keys: KeyRing, upstream: str, locale: str) -> str:
+    """How an alert or the accounts panel names a server: its key's number, label and host (never the key)."""
+    key = keys.for_upstream(upstream)
+    if key is None:
+        return t("alerts.env_server", locale)
+    return f"#{key.id} {key.label} ({key.host})"
+
+
 # ---- where alerts go -----------------------------------------------------------------------------
 
 
@@ -268,12 +276,6 @@ class AlertPoster:
         self._keys = keys
         self._default_locale = default_locale
 
-    def server_name(self, upstream: str, locale: str) -> str:
-        key = self._keys.for_upstream(upstream)
-        if key is None:
-            return t("alerts.env_server", locale)
-        return f"#{key.id} {key.label} ({key.host})"
-
     async def __call__(self, alert: AccountAlert) -> None:
         key = self._keys.for_upstream(alert.upstream)
         for target in await self._channels.all():
@@ -282,7 +284,7 @@ class AlertPoster:
                 continue
             guild = self._client.get_guild(target.guild_id)
             locale = str(guild.preferred_locale) if guild is not None else self._default_locale
-            text = alert_text(alert, self.server_name(alert.upstream, locale), locale)
+            text = alert_text(alert, server_name(self._keys, alert.upstream, locale), locale)
             try:
                 channel = self._client.get_channel(target.channel_id) or await self._client.fetch_channel(
                     target.channel_id

@@ -21,7 +21,7 @@ from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from bot import render
-from bot.alerts import reason_text
+from bot.alerts import reason_text, server_name
 from bot.errors import BotError, InputError, NotAllowed
 from bot.i18n import t
 from bot.responder import locale_of, reply, report_error
@@ -369,10 +369,7 @@ class Accounts(commands.Cog):
         return own + shared + default
 
     def server_name(self, upstream: str, locale: str) -> str:
-        key = self.bot.keys.for_upstream(upstream)
-        if key is None:
-            return t("alerts.env_server", locale)
-        return f"#{key.id} {key.label} ({key.host})"
+        return server_name(self.bot.keys, upstream, locale)
 
     async def resolve(self, interaction: Interaction, server: str | None) -> str:
         allowed = await self.administrable(interaction)
