@@ -85,11 +85,17 @@ def describe_database(target: str) -> str:
     return f"PostgreSQL {user}{url.hostname or 'localhost'}{port}{url.path or ''}"
 
 
+def api_host(settings: Settings) -> str:
+    """MJ_API_BASE's host and port: never a user:password in it (httpx sends those as Basic auth)."""
+    url = urlsplit(settings.api_base)
+    return url.netloc.rpartition("@")[2]
+
+
 def describe_api(settings: Settings) -> str:
     if settings.uses_simulator:
         return "the built-in simulator (try-it mode)"
     key = "a key" if settings.api_key else "no key"
-    return f"{urlsplit(settings.api_base).netloc} ({settings.api_auth_style} auth, {key})"
+    return f"{api_host(settings)} ({settings.api_auth_style} auth, {key})"
 
 
 def describe_shards(settings: Settings) -> str:
@@ -121,7 +127,7 @@ async def probe_api(settings: Settings, *, within: float = PROBE_TIMEOUT) -> Ver
     tried too, so the verdict can say which MJ_AUTH_STYLE the server wants."""
     if settings.uses_simulator:
         return Verdict("API", True, "the built-in simulator (nothing to reach)")
-    host = urlsplit(settings.api_base).netloc
+    host = api_host(settings)
     style = settings.api_auth_style
     outcome = await _try_key(settings, style, within)
     if outcome is None:

@@ -153,6 +153,18 @@ def test_backup_of_postgresql_prints_the_pg_dump_line_without_the_password() -> 
     assert "pw-secret" not in "\n".join(lines)
 
 
+async def test_a_password_in_mj_api_base_is_never_printed() -> None:
+    """httpx sends a URL's user:password as Basic auth, so an operator may put one in MJ_API_BASE; the
+    start-up summary (a log line) and `check`'s verdict name only the host."""
+    settings = Settings.from_env(
+        {"DISCORD_TOKEN": "t", "MJ_API_BASE": f"http://mjbot:pw-secret@127.0.0.1:{dead_port()}"}
+    )
+    summary = cli.startup_summary(settings)
+    verdict = await cli.probe_api(settings, within=5)
+    assert "127.0.0.1" in summary and "127.0.0.1" in verdict.detail and not verdict.ok
+    assert "pw-secret" not in summary + verdict.detail and "mjbot" not in summary + verdict.detail
+
+
 # ---- check --------------------------------------------------------------------------------------
 
 
