@@ -39,8 +39,8 @@ def sniff_image(data: bytes) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Media:
-    """Bytes the bot has looked inside: a picture Pillow decoded (or, later, a video of an allowed
-    type), with the type its bytes declare."""
+    """Bytes the bot has looked inside: a picture Pillow decoded, or an MP4 video (width and height
+    0: its frames are not decoded), with the type its bytes declare."""
 
     data: bytes
     mime: str
@@ -168,9 +168,6 @@ def _pillow_image(data: bytes) -> Media | None:
 MediaCheck = Callable[[bytes], "Media | None"]
 
 
-#: How a downloaded result is recognised, first match wins. Each check looks at the bytes alone
-#: (never a Content-Type or a file name). The extension point for videos: add a check that
-#: recognises an allowed type (e.g. MP4 by its `ftyp` box) and returns its Media.
 def _mp4_video(data: bytes) -> Media | None:
     """An MP4 (Midjourney's video results), by its first box: `ftyp` with an ISO/MP4 brand."""
     if len(data) < 16 or data[4:8] != b"ftyp" or data[8:12] not in _MP4_BRANDS:
@@ -183,6 +180,8 @@ def _mp4_video(data: bytes) -> Media | None:
 
 _MP4_BRANDS = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"})
 
+#: How a downloaded result is recognised, first match wins. Each check looks at the bytes alone
+#: (never a Content-Type or a file name); another allowed type is one more check here.
 MEDIA_CHECKS: list[MediaCheck] = [_pillow_image, _mp4_video]
 
 
