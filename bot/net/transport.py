@@ -63,14 +63,18 @@ async def _resolve(host: str, port: int, deadline: float | None) -> list[IPAddre
         raise httpcore.ConnectError(f"could not resolve {host} ({type(exc).__name__})") from None
 
 
+#: httpx's own defaults.
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over GuardedBackend. AddressRefused passes through httpx unchanged (it
     maps only httpcore's own errors), so the client can name the refusal."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        limits = kwargs.get("limits", httpx.Limits(max_connections=100, max_keepalive_connections=20))
-        # httpx takes no network backend of its own: the pool is built again with ours.
+    def __init__(self, limits: httpx.Limits = DEFAULT_LIMITS) -> None:
+        # Only `limits`: httpx takes no network backend of its own, so the pool is built again with
+        # ours, and any other transport option (verify, http2, retries...) would be silently lost.
+        super().__init__(limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=limits.max_connections,
