@@ -40,6 +40,15 @@ def default_owner() -> str:
     return f"pid-{os.getpid()}"
 
 
+#: The longest wait between two tries of a failed write.
+MAX_RETRY_DELAY = 10.0
+
+
+def retry_delay(attempt: int, backoff: float) -> float:
+    """Seconds before try `attempt + 1` of a write (both backends): doubling from `backoff`, capped."""
+    return min(backoff * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+
+
 def migrations(folder: str = "") -> list[tuple[int, str]]:
     """(version, script) in order: SQLite's from bot/storage/migrations, PostgreSQL's from its subfolder."""
     found: list[tuple[int, str]] = []

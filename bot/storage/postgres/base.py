@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from bot.storage.common import default_owner, migrations
+from bot.storage.common import default_owner, migrations, retry_delay
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class PostgresBase:
             except _TRANSIENT as exc:
                 if attempt >= self.write_attempts:
                     raise
-                delay = min(self.write_backoff * 2 ** (attempt - 1), 10.0)
+                delay = retry_delay(attempt, self.write_backoff)
                 retries = self.write_attempts - 1
                 log.warning("Database statement failed (%r); retry %d/%d in %.1f s", exc, attempt, retries, delay)
                 await asyncio.sleep(delay)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from bot.storage.common import default_owner, migrations
+from bot.storage.common import default_owner, migrations, retry_delay
 
 try:
     import fcntl
@@ -144,7 +144,7 @@ class SqliteBase:
                         await self._db.rollback()
                     if not _retryable(exc) or attempt >= self.write_attempts:
                         raise
-                    delay = min(self.write_backoff * 2 ** (attempt - 1), 10.0)
+                    delay = retry_delay(attempt, self.write_backoff)
                     retries = self.write_attempts - 1
                     log.warning("Database write failed (%s); retry %d/%d in %.1f s", exc, attempt, retries, delay)
                     await asyncio.sleep(delay)
