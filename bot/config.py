@@ -178,7 +178,6 @@ def _database_url(env: Mapping[str, str], base_dir: Path | None) -> str:
     if path == ":memory:" or path.startswith("sqlite:") or Path(path).is_absolute():
         return url  # a malformed sqlite: URL is refused with its own message when opened
     return f"{scheme}{base_dir / path}"
-    return url
 
 
 def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
