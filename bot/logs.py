@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from bot.config import LOG_LEVELS
+
 REDACTED = "***"
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Loggers that are chatty or print full URLs below WARNING (httpx logs every URL at INFO).
 QUIET_LOGGERS = ("discord.http", "discord.gateway", "httpx")
 
@@ -143,7 +144,7 @@ def setup_logging(level: str, fmt: str = "text", *, stream: TextIO | None = None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level if level in LEVELS else logging.INFO)
+    root.setLevel(level if level in LOG_LEVELS else logging.INFO)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # Python's warnings (DeprecationWarning...) go through logging too, so LOG_FORMAT=json stays JSON.
