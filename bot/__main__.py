@@ -146,6 +146,7 @@ def secrets_of(settings: Settings) -> list[str]:
     values += settings.key_encryption_key.split(",")
     if settings.database_url:
         values.append(urlsplit(settings.database_url).password or "")
+    values.append(urlsplit(settings.api_base).password or "")  # httpx sends it as Basic auth
     return [value for value in values if value]
 
 

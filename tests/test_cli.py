@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bot import __version__, cli
+from bot.__main__ import secrets_of
 from bot.config import ConfigError, Settings
 from bot.upstream.simulator import SimulatedProxy
 from tests.conftest import API_KEY, BotRunner
@@ -163,6 +164,7 @@ async def test_a_password_in_mj_api_base_is_never_printed() -> None:
     verdict = await cli.probe_api(settings, within=5)
     assert "127.0.0.1" in summary and "127.0.0.1" in verdict.detail and not verdict.ok
     assert "pw-secret" not in summary + verdict.detail and "mjbot" not in summary + verdict.detail
+    assert "pw-secret" in secrets_of(settings)  # and redacted from every log line, whatever logs it
 
 
 # ---- check --------------------------------------------------------------------------------------
