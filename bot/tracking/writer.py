@@ -13,7 +13,8 @@ a bucket per token, which is paced like a channel) for `interaction_seconds` (14
 interaction, then with the bot token, before the token's 15 minutes run out, so never a 401. Writes
 with the bot token share one budget (`WriteBudget`, DISCORD_WRITE_BUDGET per second over all
 processes): results first, then first posts; progress is skipped when the budget is short (its
-next change queues it again; the result shows the end anyway).
+next change queues it again; the result shows the end anyway). Which route a request takes, and the
+budget, are bot/tracking/messages.py's.
 
 A refused write is retried after a pause that doubles with each refusal in a row; a result's
 picture is downloaded once and re-uploaded (its link expires).
@@ -26,21 +27,18 @@ import contextlib
 import io
 import logging
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Literal
 
 import aiohttp
 import discord
-from discord.utils import MISSING
 
 from bot import render
 from bot.errors import BotError, DownloadRefused, DownloadTooLarge, NotMedia
 from bot.images import Media
 from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, TaskKey, TaskRecord
 from bot.net.fetcher import Fetcher
-from bot.tracking.limits import FIRST_POST, RESULT, WriteBudget
+from bot.tracking.messages import BudgetShort, TaskMessages
 from bot.tracking.pacing import ChannelPacer, EditQueue, PrioritySlots, RateGate
 from bot.tracking.saving import PendingSaves
 from bot.tracking.settings import TrackerCounters, TrackerSettings
@@ -54,16 +52,6 @@ MAX_WRITE_RETRY = 60.0
 
 #: Ends the tracking of a task that needs nothing more from Discord: (its state before, after).
 Finisher = Callable[[TaskRecord, TaskRecord], None]
-
-
-class BudgetShort(Exception):
-    """A progress edit found the bot-token budget spent: skipped, not queued."""
-
-
-def token_key(task_id: str) -> int:
-    """The write queue's and pacer's key of a task written through its interaction token: a bucket
-    of its own (negative, so it never meets a channel id)."""
-    return -1 - zlib.crc32(task_id.encode())
 
 
 class DiscordWriter:
@@ -86,7 +74,6 @@ class DiscordWriter:
         still_ours: Callable[[TaskKey], Awaitable[bool]],
         finish: Finisher,
     ) -> None:
-        self._client = client
         self._fetcher = fetcher
         self._tasks = tasks
         self._saves = saves
@@ -96,8 +83,8 @@ class DiscordWriter:
         self._finish = finish
         self._queue = EditQueue()
         self._pacer = ChannelPacer(settings.channel_edits, settings.channel_window, clock=clock)
-        self.budget = WriteBudget(settings.write_budget)
-        self._wall = wall
+        self._messages = TaskMessages(client, settings, wall=wall)
+        self.budget = self._messages.budget
         self._progress_gate = RateGate(settings.progress_rate) if settings.progress_rate > 0 else None
         self._slots = PrioritySlots(settings.edit_concurrency, others_limit=max(1, settings.edit_concurrency // 2))
         self._downloads = asyncio.Semaphore(max(1, settings.download_concurrency))
@@ -140,26 +127,13 @@ class DiscordWriter:
         task = self._tasks.get(record.id)
         if task is not None and task.retry is not None:
             return  # a refused write waits for its retry, which will show the newest state
-        key = self.write_key(record)
+        key = self._messages.write_key(record)
         if not self._queue.push(key, record.id, urgent=urgent) and not urgent:
             self.counters.progress_coalesced += 1
         if urgent and key in self._kicks:
             self._kicks[key].set()  # its writer may be waiting for a progress slot
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._channel_worker(key), name=f"mj-writes-{key}")
-
-    def live_token(self, record: TaskRecord) -> str | None:
-        """The task's interaction token while the tracker may still write through it."""
-        token, created = record.interaction_token, record.interaction_at
-        if token and created is not None and self._wall() < created + self.settings.interaction_seconds:
-            return token
-        return None
-
-    def write_key(self, record: TaskRecord) -> int:
-        """Whose bucket a write of this task draws from: its interaction token's, or its channel's."""
-        if record.message_id is not None and self.live_token(record) is not None:
-            return token_key(record.id)
-        return record.channel_id
 
     async def _channel_worker(self, channel_id: int) -> None:
         """Send one channel's queued writes (or one interaction token's: `token_key`), one at a time,
@@ -214,7 +188,7 @@ class DiscordWriter:
         if task is None or task.record.status == MODAL:
             return False
         record = task.record
-        if self.write_key(record) != key:  # its token aged out while the write waited: the channel paces it
+        if self._messages.write_key(record) != key:  # its token aged out while the write waited: the channel paces it
             self.queue(record, urgent=urgent)
             return False
         try:
@@ -334,15 +308,8 @@ class DiscordWriter:
             task.check_delivered = False
         if record.message_id is None:
             return False
-        token = self.live_token(record)
         try:
-            if token is not None:
-                webhook = discord.Webhook.partial(self._client.application_id or 0, token, client=self._client)
-                message: discord.Message = await webhook.fetch_message(record.message_id)
-            else:
-                await self.budget.take(RESULT)
-                channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.message_guild_id)
-                message = await channel.fetch_message(record.message_id)
+            message = await self._messages.fetch(record)
         except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError):
             return False  # gone or unreadable: post the result as usual
         prefix = render.result_filename(record, "")
@@ -379,10 +346,10 @@ class DiscordWriter:
         interaction token while that lives, else with the bot token within the budget. The
         message, or None when Discord refused (retried later) or the channel is gone (tracking
         stops). BudgetShort: a progress edit found the bot-token budget spent."""
-        token = self.live_token(record)
+        token = self._messages.live_token(record)
         try:
             if token is not None and record.message_id is not None:
-                edited = await self._edit_through_interaction(record, token, parts, file)
+                edited = await self._messages.edit_through_interaction(record, token, parts, file)
                 if isinstance(edited, discord.Message):
                     self._wrote(record.id)
                     return edited
@@ -393,7 +360,9 @@ class DiscordWriter:
                     record = replace(record, message_id=None)
                 if file is not None:
                     file.reset()
-            return await self._bot_token_write(record, parts, file)
+            message = await self._messages.write_with_bot_token(record, parts, file)
+            self._wrote(record.id)
+            return message
         except BudgetShort:
             raise
         except discord.NotFound:
@@ -412,76 +381,10 @@ class DiscordWriter:
             self._retry_later(record.id, urgent)
             return None
 
-    async def _edit_through_interaction(
-        self, record: TaskRecord, token: str, parts: render.MessageParts, file: discord.File | None
-    ) -> discord.Message | Literal["gone", "refused"]:
-        """Edit through the interaction's token (its own bucket; discord.py's webhook adapter honours
-        its X-RateLimit headers and retry_after). "gone": the message was deleted; "refused":
-        Discord no longer takes the token (401). Either way the bot token goes on from here."""
-        assert record.message_id is not None
-        webhook = discord.Webhook.partial(self._client.application_id or 0, token, client=self._client)
-        view = render.build_view(parts.buttons)
-        try:
-            # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
-            return await webhook.edit_message(
-                record.message_id,
-                content=parts.content,
-                embed=parts.embed,
-                view=view,
-                attachments=[file] if file is not None else MISSING,
-            )
-        except discord.NotFound:
-            return "gone"
-        except discord.HTTPException as exc:
-            if exc.status != 401:
-                raise
-            log.warning("Discord refused the interaction token of task %s (401); using the bot token", record.id)
-            return "refused"
-
     def _drop_token(self, task_id: str) -> None:
         task = self._tasks.get(task_id)
         if task is not None:
             task.record = replace(task.record, interaction_token=None)
-
-    async def _bot_token_write(
-        self, record: TaskRecord, parts: render.MessageParts, file: discord.File | None
-    ) -> discord.Message:
-        """Edit (or post) with the bot token, each request within the budget."""
-        channel = self._client.get_partial_messageable(record.channel_id, guild_id=record.message_guild_id)
-        view = render.build_view(parts.buttons)
-        if record.message_id is not None:
-            await self._take_budget(record)
-            try:
-                # view None removes the buttons; MISSING (discord.py's "not given") keeps the attachments.
-                message = await channel.get_partial_message(record.message_id).edit(
-                    content=parts.content,
-                    embed=parts.embed,
-                    view=view,
-                    attachments=[file] if file is not None else MISSING,
-                )
-                self._wrote(record.id)
-                return message
-            except discord.NotFound:
-                log.info("Message of task %s was deleted; posting a new one", record.id)
-                if file is not None:
-                    file.reset()
-        await self._take_budget(record, first_post=True)
-        message = await channel.send(
-            content=parts.content,
-            embed=parts.embed,
-            view=view if view is not None else MISSING,
-            file=file if file is not None else MISSING,
-        )
-        self._wrote(record.id)
-        return message
-
-    async def _take_budget(self, record: TaskRecord, *, first_post: bool = False) -> None:
-        if record.status in FINAL_STATUSES:
-            await self.budget.take(RESULT)
-        elif first_post or record.message_id is None:
-            await self.budget.take(FIRST_POST)
-        elif not self.budget.try_take():
-            raise BudgetShort
 
     def _wrote(self, task_id: str) -> None:
         self.counters.edits_sent += 1
