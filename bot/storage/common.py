@@ -46,7 +46,7 @@ MAX_RETRY_DELAY = 10.0
 
 def retry_delay(attempt: int, backoff: float) -> float:
     """Seconds before try `attempt + 1` of a write (both backends): doubling from `backoff`, capped."""
-    return min(backoff * 2 ** (attempt - 1), MAX_RETRY_DELAY)
+    return min(backoff * 2.0 ** (attempt - 1), MAX_RETRY_DELAY)
 
 
 def migrations(folder: str = "") -> list[tuple[int, str]]:
