@@ -8,6 +8,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Defined with the other errors, so storage can raise it without importing config; re-exported here.
 from bot.errors import ConfigError as ConfigError
@@ -157,6 +158,15 @@ def _public_url(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _valid_port(url: str) -> bool:
+    """False for a URL whose port is not a number (the value is never echoed: it may hold a password)."""
+    try:
+        urlsplit(url).port  # noqa: B018 (raises ValueError)
+    except ValueError:
+        return False
+    return True
+
+
 def _database_path(env: Mapping[str, str], base_dir: Path | None) -> Path:
     """DATABASE_PATH; a relative one is relative to `base_dir` (the .env file's folder) when given."""
     path = Path(_get(env, "DATABASE_PATH", "data/bot.sqlite3") or "data/bot.sqlite3")
@@ -171,6 +181,8 @@ def _database_url(env: Mapping[str, str], base_dir: Path | None) -> str:
         return str(_database_path(env, base_dir))
     if "://" in url and not url.startswith(("sqlite://", "postgres://", "postgresql://")):
         raise ConfigError("DATABASE_URL must be a file path, sqlite:///path or postgresql://user:pass@host/db")
+    if url.startswith(("postgres://", "postgresql://")) and not _valid_port(url):
+        raise ConfigError("DATABASE_URL has a port that is not a number")
     if base_dir is None or url.startswith(("postgres://", "postgresql://")):
         return url
     scheme = "sqlite:///" if url.startswith("sqlite:///") else ""
@@ -320,7 +332,10 @@ class Settings:
                 "or MJ_API_BASE=simulator to try the bot without one"
             )
         if api_base.lower() != SIMULATOR and not api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"MJ_API_BASE must start with http:// or https://, got {api_base!r}")
+            shown = api_base.rpartition("@")[2]  # never a user:password typed before the host
+            raise ConfigError(f"MJ_API_BASE must start with http:// or https://, got {shown!r}")
+        if api_base.lower() != SIMULATOR and not _valid_port(api_base):
+            raise ConfigError("MJ_API_BASE has a port that is not a number")
         dev_guild = _get(env, "DEV_GUILD_ID")
         allowed_guilds, allow_every_guild = _guilds(env, "ALLOWED_GUILDS")
         shard_count, shard_ids = _shards(env)

@@ -35,11 +35,16 @@ def test_reads_defaults_and_strips_trailing_slash() -> None:
         ({**BASE, "SHARD_COUNT": "2", "SHARD_IDS": "one"}, "SHARD_IDS"),
         ({**BASE, "DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
         ({**BASE, "LEASE_SECONDS": "0.5"}, "LEASE_SECONDS"),
+        # A port that is not a number: a clear line at start, not a traceback from the driver.
+        ({**BASE, "DATABASE_URL": "postgresql://bot:pw-secret@db:543x/mj"}, "DATABASE_URL"),
+        ({**BASE, "MJ_API_BASE": "https://bot:pw-secret@relay.example:44x"}, "MJ_API_BASE"),
+        ({**BASE, "MJ_API_BASE": "bot:pw-secret@relay.example"}, "MJ_API_BASE"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], named: str) -> None:
-    with pytest.raises(ConfigError, match=named):
+    with pytest.raises(ConfigError, match=named) as caught:
         Settings.from_env(env)
+    assert "pw-secret" not in str(caught.value)
 
 
 def test_secrets_are_not_in_repr() -> None:
