@@ -185,6 +185,9 @@ def test_browser_shapes_are_parsed_in_picture_pixels() -> None:
         [{"type": "brush", "size": 5, "points": [[1, 1, 1]]}],
         [{"type": "brush", "size": 5, "points": [[0, 0]] * 20_001}],
         [{"type": "rect", "x": 0, "y": 0, "w": 1, "h": 1}] * 201,
+        # Finite, but x + w is not (and no browser drags a million pictures wide).
+        [{"type": "rect", "x": 1e308, "y": 0, "w": 1e308, "h": 10}],
+        [{"type": "brush", "size": 5, "points": [[1e300, 1e300]]}],
     ],
 )
 def test_malformed_selections_are_refused(raw: object) -> None:

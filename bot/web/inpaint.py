@@ -47,6 +47,8 @@ MAX_PIXELS = 4096 * 4096
 #: What one selection may ink, in multiples of the picture's area: each brush point stamps a disc
 #: of its size, so 20,000 points of a huge brush would cost tens of seconds of CPU per request.
 MAX_INK = 8
+#: How far off the picture a coordinate may be, in picture sizes.
+MAX_OFF_PICTURE = 100
 _TASK_ID = re.compile(r"[0-9A-Za-z_-]{1,40}")
 _LOCALE = re.compile(r"[A-Za-z]{2}(-[A-Za-z]{2})?")
 
@@ -171,8 +173,10 @@ class Stroke:
 Shape = Rect | Stroke
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+def _number(value: Any, limit: float) -> float:
+    """A coordinate or size within `limit` either way: finite, and so is any sum of two (a rect's
+    x + w of 1e308 each would overflow when drawn)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= limit:
         raise InputError("web.bad_selection")
     return float(value)
 
@@ -192,16 +196,18 @@ def parse_shapes(raw: Any, width: int, height: int) -> list[Shape]:
     points_total = 0
     ink = 0.0
     largest = max(width, height)
+    # A drag may end off the picture (it is clamped when drawn), but not pictures away from it.
+    limit = MAX_OFF_PICTURE * largest
     for item in raw:
         if not isinstance(item, dict):
             raise InputError("web.bad_selection")
         kind = item.get("type")
         if kind == "rect":
-            x, y = _number(item.get("x")), _number(item.get("y"))
-            w, h = _number(item.get("w")), _number(item.get("h"))
+            x, y = _number(item.get("x"), limit), _number(item.get("y"), limit)
+            w, h = _number(item.get("w"), limit), _number(item.get("h"), limit)
             shapes.append(Rect(min(x, x + w), min(y, y + h), max(x, x + w), max(y, y + h)))
         elif kind == "brush":
-            size = _number(item.get("size"))
+            size = _number(item.get("size"), limit)
             points = item.get("points")
             if not 1 <= size <= largest or not isinstance(points, list) or not points:
                 raise InputError("web.bad_selection")
@@ -212,7 +218,7 @@ def parse_shapes(raw: Any, width: int, height: int) -> list[Shape]:
             for point in points:
                 if not isinstance(point, list | tuple) or len(point) != 2:
                     raise InputError("web.bad_selection")
-                pairs.append((_number(point[0]), _number(point[1])))
+                pairs.append((_number(point[0], limit), _number(point[1], limit)))
             shapes.append(Stroke(size, tuple(pairs)))
             ink += len(pairs) * size * size
         else:
