@@ -383,7 +383,7 @@ class Admin(commands.Cog):
 
     @rules.command(name=_("set"), description=_("Change limits and rules (0 = no limit)"))
     @app_commands.describe(
-        daily_quota=_("Tasks per member per day (UTC)"),
+        daily_quota=_("Tasks per member per day (UTC); 0 = the bot's default"),
         user_concurrent=_("Running tasks per member"),
         guild_concurrent=_("Running tasks in the whole server"),
         cooldown=_("Seconds between one member's tasks"),
