@@ -113,6 +113,26 @@ async def test_a_task_whose_key_was_removed_says_so_instead_of_using_the_default
     assert mj.submits() == [] and mj2.submits("/submit/action") == []
 
 
+async def test_a_running_task_whose_key_was_removed_is_not_read_with_the_default_key(
+    runner: BotRunner,
+    discord_fake: FakeDiscord,
+    mj: SimulatedProxy,
+    mj2: SimulatedProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start(runner)
+    await add_key(discord_fake, "a-key", mj2.base_url, GOOD_SECRET)
+    mj2.progress_steps = 10_000  # the task stays running
+    await (await imagine(discord_fake, "a slow heron")).wait_original()
+    mj2.hold(await last_task_id(runner, discord_fake.member))
+    key = bot.keys.find("a-key", discord_fake.guild.id)
+    assert key is not None
+    await admin(discord_fake, "key remove", key=f"#{key.id}")
+
+    await discord_fake.wait_for(lambda: f"No upstream '{key.upstream}'" in log_text(caplog), timeout=10)
+    assert [r.path for r in mj.requests] == []  # the .env key was never asked about A's task
+
+
 # ---- item 3: a guild's rules hold wherever its results go -------------------------------------------
 
 
