@@ -306,3 +306,10 @@ class MJBot(commands.AutoShardedBot):
     async def on_ready(self) -> None:
         user = self.user
         log.info("Logged in as %s (%s) in %d server(s)", user, user.id if user else "?", len(self.guilds))
+        ignored = [guild.id for guild in self.guilds if not await self.gate.allows(guild.id)]
+        if ignored:
+            log.warning(
+                "%d server(s) are not approved and are ignored (e.g. %s): /mjadmin server approve, or ALLOWED_GUILDS",
+                len(ignored),
+                ", ".join(map(str, ignored[:5])),
+            )

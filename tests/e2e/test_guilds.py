@@ -203,7 +203,10 @@ async def test_a_server_that_is_not_approved_is_ignored_until_a_bot_owner_approv
     runner: BotRunner, discord_fake: FakeDiscord, mj: SimulatedProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    already_in, _, _ = other_server(discord_fake, "Guild D")
     await start(runner)
+    at_start = f"1 server(s) are not approved and are ignored (e.g. {already_in.id})"
+    await discord_fake.wait_for(lambda: at_start in log_text(caplog), timeout=10)
     guild_c, stranger, channel_c = other_server(discord_fake, "Guild C")
     await discord_fake.wait_for(lambda: "which is not approved" in log_text(caplog), timeout=10)
 
