@@ -45,9 +45,15 @@ async def reply_lines(interaction: discord.Interaction[Any], lines: list[str]) -
         await reply(interaction, page, ephemeral=True)
 
 
-def error_text(error: BaseException, locale: str) -> str:
+def error_text(error: BaseException, locale: str, *, markdown: bool = True) -> str:
+    """The message for `error`. With `markdown` (a Discord message), the API server's own words in
+    it (`detail`: untrusted) are escaped, so they show as typed: no masked links, no mentions."""
     if isinstance(error, BotError):
-        return "⚠️ " + t(error.key, locale, **error.params)
+        params = error.params
+        if markdown and error.detail:
+            detail = discord.utils.escape_mentions(discord.utils.escape_markdown(error.detail))
+            params = {**params, "detail": detail}
+        return "⚠️ " + t(error.key, locale, **params)
     return "⚠️ " + t("error.generic", locale)
 
 

@@ -24,7 +24,7 @@ from bot import render
 from bot.alerts import reason_text, server_name
 from bot.errors import BotError, InputError, NotAllowed
 from bot.i18n import t
-from bot.responder import locale_of, reply, report_error
+from bot.responder import error_text, locale_of, reply, report_error
 from bot.upstream.accounts import SYNC_COOLDOWN, Account, AccountList, AdminRefused, Capabilities
 from bot.upstream.keys import DEFAULT_UPSTREAM
 from cogs._shared import Interaction
@@ -181,7 +181,7 @@ class ConfirmView(discord.ui.View):
             await interaction.response.edit_message(content=t("accounts.working", locale_of(interaction)), view=None)
             text = await self.action(interaction)
         except BotError as error:
-            text = "⚠️ " + t(error.key, locale_of(interaction), **error.params)
+            text = error_text(error, locale_of(interaction))
         except Exception as error:
             await report_error(interaction, error)
             return

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.alerts import DISABLED, FAST_EXHAUSTED, LOCKED, STOPPED, AccountState, changes, reason_text
+from bot.responder import error_text
 from bot.upstream.accounts import (
     BASIC,
     PLUS,
@@ -257,3 +258,12 @@ def test_disabled_reasons_are_translated_and_unknown_ones_kept() -> None:
     assert reason_text("账号用量已经用完", "zh-CN") == "Midjourney 额度已用完"
     assert reason_text("Blocked, You have been blocked", "en") == "Midjourney blocked it"
     assert "weird" in reason_text("weird `thing`", "en") and "`" not in reason_text("weird `thing`", "en")
+
+
+def test_a_servers_own_words_in_an_error_are_shown_as_text_not_markdown_or_mentions() -> None:
+    refused = AdminRefused("[verify here](https://phish.example) **now** @everyone")
+    shown = error_text(refused, "en")
+    assert "\\[verify here](https://phish.example)" in shown  # the link shows as typed, not masked
+    assert "**now**" not in shown and "@everyone" not in shown
+    # The editor's web page shows it as plain text (HTML-escaped there): no Markdown escapes.
+    assert "[verify here](https://phish.example) **now**" in error_text(refused, "en", markdown=False)

@@ -400,7 +400,7 @@ class WebServer:
 
     def _error_page(self, error: BotError, language: str) -> web.Response:
         status = {"web.link_expired": 410, "web.link_invalid": 403}.get(error.key, 404)
-        text = html.escape(error_text(error, language))
+        text = html.escape(error_text(error, language, markdown=False))
         title = html.escape(t("web.title", language))
         body = (
             f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
@@ -465,7 +465,7 @@ class WebServer:
             link, parent = await self._open(token)
         except BotError as error:
             status = {"web.link_expired": 410, "web.link_invalid": 403}.get(error.key, 409)
-            return web.json_response({"error": error_text(error, language)}, status=status)
+            return web.json_response({"error": error_text(error, language, markdown=False)}, status=status)
         language = normalize(link.locale)
         if request.content_type != "application/json":
             # Plain HTML forms cannot send JSON cross-site without CORS: this keeps the endpoint out of CSRF reach.
@@ -476,7 +476,7 @@ class WebServer:
         try:
             claim = await inpaint.claim_link(self._deps.jobs, parent, link, inpaint.link_id(token))
         except BotError as error:
-            return web.json_response({"error": error_text(error, language)}, status=422)
+            return web.json_response({"error": error_text(error, language, markdown=False)}, status=422)
         try:
             picture = await self._picture(parent)
             shapes = inpaint.parse_shapes(data.get("shapes"), picture.width, picture.height)
@@ -489,7 +489,7 @@ class WebServer:
             return web.json_response({"error": t("web.submit_lost", language)}, status=422)
         except BotError as error:
             await inpaint.release_link(self._deps.jobs, parent, claim)
-            return web.json_response({"error": error_text(error, language)}, status=422)
+            return web.json_response({"error": error_text(error, language, markdown=False)}, status=422)
         return web.json_response(
             {
                 "ok": True,
