@@ -295,7 +295,12 @@ class WebServer:
             "latency_ms": round(latency * 1000) if math.isfinite(latency) else None,
             "database": database,
             "tracked_tasks": len(self._deps.tracker.active_ids),
-            "push": {"enabled": bool(self.public_url), "received": self.pushes_received},
+            # received: well-formed pushes; applied: those that led to a read (the rest were late or repeats).
+            "push": {
+                "enabled": bool(self.public_url),
+                "received": self.pushes_received,
+                "applied": self.pushes_applied,
+            },
             "uptime_s": round(time.time() - self.started_at),
         }
         status = 200 if body["status"] == "ok" else 503

@@ -180,6 +180,9 @@ async def test_push_updates_finish_a_task_without_waiting_for_the_next_poll(
         polls = [r for r in proxy.requests if r.path.endswith("/task/list-by-condition")]
         assert len(polls) <= 2  # the result came by push, not by polling
         assert bot.web.pushes_received >= 3
+        async with http() as session, session.get(bot.web.base_url + "/health") as answer:
+            push = (await answer.json())["push"]
+        assert push["received"] == bot.web.pushes_received and 1 <= push["applied"] <= push["received"]
 
 
 async def test_a_push_is_only_a_hint_its_content_is_never_shown(
