@@ -415,6 +415,11 @@ def backup(settings: Settings, destination: Path) -> list[str]:
 # ---- start-up --------------------------------------------------------------------------------
 
 
+def _database_failure(exc: BaseException) -> bool:
+    """An error of the database or of reaching it (a verdict for the operator), not a bug of ours."""
+    return isinstance(exc, OSError | sqlite3.Error | TimeoutError) or type(exc).__module__.startswith("asyncpg")
+
+
 async def preflight_database(settings: Settings) -> None:
     """Open (and migrate) the database before Discord is contacted, so a database that cannot be
     reached or written is one clear line, not a traceback from inside discord.py's login."""
@@ -424,8 +429,7 @@ async def preflight_database(settings: Settings) -> None:
     except ConfigError:
         raise
     except Exception as exc:
-        known = isinstance(exc, OSError | sqlite3.Error | TimeoutError) or type(exc).__module__.startswith("asyncpg")
-        if not known:
+        if not _database_failure(exc):
             raise
         if is_postgres(target):
             message = f"Database unreachable: {describe_database(target)} ({describe_error(exc)}): check DATABASE_URL"
@@ -456,7 +460,7 @@ def _forget_sqlite(path: Path, user_id: int) -> dict[str, int]:
 async def _forget_postgres(target: str, user_id: int) -> dict[str, int]:
     import asyncpg
 
-    connection = await asyncpg.connect(target)
+    connection = await asyncio.wait_for(asyncpg.connect(target), PROBE_TIMEOUT)
     try:
         tables = [
             row["table_name"]
@@ -480,13 +484,20 @@ async def forget(settings: Settings, user_id: int) -> list[str]:
     clicks on them, their /settings and /prefer, usage counters), found by the `user_id` column of
     every table, so tables added later are covered too. Their pictures already posted in Discord stay
     (they are Discord messages: delete those in Discord)."""
-    if is_postgres(settings.database):
-        removed = await _forget_postgres(settings.database, user_id)
-    else:
-        path = Path(sqlite_path(settings.database))
-        if not await asyncio.to_thread(path.exists):
-            raise StartupFailure(f"no database at {path}: nothing to delete", EXIT_DATABASE)
-        removed = await asyncio.to_thread(_forget_sqlite, path, user_id)
+    try:
+        if is_postgres(settings.database):
+            removed = await _forget_postgres(settings.database, user_id)
+        else:
+            path = Path(sqlite_path(settings.database))
+            if not await asyncio.to_thread(path.exists):
+                raise StartupFailure(f"no database at {path}: nothing to delete", EXIT_DATABASE)
+            removed = await asyncio.to_thread(_forget_sqlite, path, user_id)
+    except Exception as exc:
+        if not _database_failure(exc):
+            raise
+        name = describe_database(settings.database)
+        message = f"{name}: cannot delete ({describe_error(exc)}); nothing was deleted"
+        raise StartupFailure(message, EXIT_DATABASE) from None
     rows = ", ".join(f"{table} {count}" for table, count in sorted(removed.items()))
     return [f"deleted {sum(removed.values())} row(s) about user {user_id}: {rows}"]
 

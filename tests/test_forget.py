@@ -4,6 +4,10 @@ nothing about anyone else."""
 from __future__ import annotations
 
 import dataclasses
+import socket
+from pathlib import Path
+
+import pytest
 
 from bot import cli
 from bot.config import Settings
@@ -44,3 +48,24 @@ async def test_forget_deletes_one_members_tasks_clicks_settings_and_usage(backen
     assert await backend.sql("SELECT user_id FROM clicks") == []  # theirs, and the one on their deleted grid
     assert await backend.sql("SELECT user_id FROM user_prefs") == [(STAYING,)]
     assert await backend.sql("SELECT user_id FROM submit_slots") == [(STAYING,)]
+
+
+async def test_a_file_that_is_not_a_database_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "bot.sqlite3").write_bytes(b"not a database, just a file someone pointed DATABASE_PATH at" * 20)
+    settings = Settings.from_env(
+        {"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator", "DATABASE_PATH": str(tmp_path / "bot.sqlite3")}
+    )
+    with pytest.raises(cli.StartupFailure, match="cannot delete") as failed:
+        await cli.forget(settings, LEAVING)
+    assert failed.value.exit_code == cli.EXIT_DATABASE
+
+
+async def test_an_unreachable_postgresql_is_one_clear_line_without_the_password() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = f"postgresql://bot:pw-secret@127.0.0.1:{port}/mj"
+    settings = Settings.from_env({"DISCORD_TOKEN": "t", "MJ_API_BASE": "simulator", "DATABASE_URL": target})
+    with pytest.raises(cli.StartupFailure, match="cannot delete") as failed:
+        await cli.forget(settings, LEAVING)
+    assert failed.value.exit_code == cli.EXIT_DATABASE and "pw-secret" not in str(failed.value)
