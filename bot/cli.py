@@ -376,14 +376,20 @@ def backup_sqlite(source: Path, destination: Path) -> int:
         raise StartupFailure(f"no database at {source}: nothing to back up", EXIT_DATABASE)
     if destination.exists():
         raise StartupFailure(f"{destination} already exists: choose a new file name", EXIT_FAILED)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
-        contextlib.closing(sqlite3.connect(destination)) as dst,
-    ):
-        src.backup(dst)
-        pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
-    destination.chmod(0o600)  # it holds the encrypted API keys and members' data
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+            contextlib.closing(sqlite3.connect(destination)) as dst,
+        ):
+            src.backup(dst)
+            pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
+        destination.chmod(0o600)  # it holds the encrypted API keys and members' data
+    except (OSError, sqlite3.Error) as exc:
+        with contextlib.suppress(OSError):
+            destination.unlink(missing_ok=True)  # no half-written copy that the next try calls "already exists"
+        message = f"cannot back up {source} to {destination} ({describe_error(exc)})"
+        raise StartupFailure(message, EXIT_FAILED) from None
     return pages
 
 

@@ -143,6 +143,9 @@ async def test_backup_copies_a_live_wal_database_consistently(tmp_path: Path) ->
     assert (tmp_path / "backup.sqlite3").stat().st_mode & 0o777 == 0o600
     with pytest.raises(cli.StartupFailure, match="already exists"):
         cli.backup(settings, tmp_path / "backup.sqlite3")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(cli.StartupFailure, match="cannot back up"):  # a folder that cannot be made
+        cli.backup(settings, tmp_path / "a-file" / "backup.sqlite3")
 
 
 def test_backup_of_postgresql_prints_the_pg_dump_line_without_the_password() -> None:
