@@ -47,12 +47,11 @@ async def reply_lines(interaction: discord.Interaction[Any], lines: list[str]) -
 
 def error_text(error: BaseException, locale: str, *, markdown: bool = True) -> str:
     """The message for `error`. With `markdown` (a Discord message), the API server's own words in
-    it (`detail`: untrusted) are escaped, so they show as typed: no masked links, no mentions."""
+    it (`detail`: untrusted) are neutralized, so they show as typed: no masked links, no mentions."""
     if isinstance(error, BotError):
         params = error.params
         if markdown and error.detail:
-            detail = discord.utils.escape_mentions(discord.utils.escape_markdown(error.detail))
-            params = {**params, "detail": detail}
+            params = {**params, "detail": render.neutralize(error.detail)}
         return "⚠️ " + t(error.key, locale, **params)
     return "⚠️ " + t("error.generic", locale)
 

@@ -260,10 +260,10 @@ def test_disabled_reasons_are_translated_and_unknown_ones_kept() -> None:
     assert "weird" in reason_text("weird `thing`", "en") and "`" not in reason_text("weird `thing`", "en")
 
 
-def test_a_servers_own_words_in_an_error_are_shown_as_text_not_markdown_or_mentions() -> None:
+def test_a_servers_own_words_in_an_error_are_shown_as_text_not_links_or_mentions() -> None:
     refused = AdminRefused("[verify here](https://phish.example) **now** @everyone")
     shown = error_text(refused, "en")
-    assert "\\[verify here](https://phish.example)" in shown  # the link shows as typed, not masked
-    assert "**now**" not in shown and "@everyone" not in shown
+    assert "\\[verify here\\](https://phish.example)" in shown  # the link shows as typed, not masked
+    assert "@everyone" not in shown
     # The editor's web page shows it as plain text (HTML-escaped there): no Markdown escapes.
     assert "[verify here](https://phish.example) **now**" in error_text(refused, "en", markdown=False)
