@@ -23,6 +23,7 @@ import discord
 
 from bot.errors import BotError
 from bot.i18n import t
+from bot.render import neutralize
 from bot.upstream.accounts import Account, AccountsUnsupported
 from bot.upstream.capabilities import CapabilityMemory, base_upstream
 
@@ -107,16 +108,19 @@ def changes(upstream: str, before: dict[str, AccountState], accounts: Sequence[A
 
 
 def alert_text(alert: AccountAlert, server: str, locale: str) -> str:
+    """The alert for a public channel: what the server wrote (names, reasons) shows as text, never as
+    a masked link or a mention (render.neutralize)."""
     account = alert.account
-    params = {"account": account.name.replace("`", "'"), "server": server}
+    params = {"account": neutralize(account.name.replace("`", "'")), "server": neutralize(server)}
     if alert.kind == DISABLED:
-        return t("alerts.disabled", locale, reason=reason_text(account.disabled_reason, locale), **params)
+        reason = neutralize(reason_text(account.disabled_reason, locale))
+        return t("alerts.disabled", locale, reason=reason, **params)
     if alert.kind == LOCKED:
         link = t("alerts.captcha_link", locale, url=account.cf_url) if account.cf_url else ""
         return t("alerts.locked", locale, link=link, **params)
     if alert.kind == STOPPED:
         return t("alerts.stopped", locale, **params)
-    return t("alerts.fast_exhausted", locale, relax=account.relax_left or "?", **params)
+    return t("alerts.fast_exhausted", locale, relax=neutralize(account.relax_left or "?"), **params)
 
 
 def server_name(keys: KeyRing, upstream: str, locale: str) -> str:

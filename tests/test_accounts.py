@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from bot.alerts import DISABLED, FAST_EXHAUSTED, LOCKED, STOPPED, AccountState, changes, reason_text
+from bot.alerts import (
+    DISABLED,
+    FAST_EXHAUSTED,
+    LOCKED,
+    STOPPED,
+    AccountAlert,
+    AccountState,
+    alert_text,
+    changes,
+    reason_text,
+)
 from bot.responder import error_text
 from bot.upstream.accounts import (
     BASIC,
@@ -267,3 +277,15 @@ def test_a_servers_own_words_in_an_error_are_shown_as_text_not_links_or_mentions
     assert "@everyone" not in shown
     # The editor's web page shows it as plain text (HTML-escaped there): no Markdown escapes.
     assert "[verify here](https://phish.example) **now**" in error_text(refused, "en", markdown=False)
+
+
+def test_an_alert_shows_a_servers_words_as_text_in_a_public_channel() -> None:
+    account = Account(
+        id="1",
+        name="[main](https://phish.example)",
+        enabled=False,
+        disabled_reason="[Re-verify](https://phish.example) @everyone",
+    )
+    text = alert_text(AccountAlert("default", DISABLED, account), "#1 mine (relay.example)", "en")
+    assert "[main](" not in text and "[Re-verify](" not in text and "@everyone" not in text
+    assert "\\[Re-verify\\](https://phish.example)" in text
