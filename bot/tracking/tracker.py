@@ -34,6 +34,7 @@ from bot import render
 from bot.models import FAILURE, FINAL_STATUSES, MODAL, SUCCESS, MJTask, TaskKey, TaskRecord, result_extra
 from bot.storage.protocols import TrackingStore
 from bot.tracking.leases import Leases
+from bot.tracking.limits import WriteBudget
 from bot.tracking.saving import PendingSaves
 from bot.tracking.scheduling import UpstreamReads, reschedule
 from bot.tracking.settings import TrackerCounters, TrackerSettings
@@ -227,6 +228,11 @@ class Tracker:
             task.cancel_retry()
         self._writer.discard(new.id)
         self._saves.finished(new.key)
+
+    @property
+    def write_budget(self) -> WriteBudget:
+        """The bot-token write budget this process takes its writes from."""
+        return self._writer.budget
 
     @property
     def active_ids(self) -> list[str]:
