@@ -131,21 +131,36 @@ async def submit_from_command(
 
 
 async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRecord:
-    """A click or modal created a task: post its message as a reply to its parent's message with the
-    bot token (bot/tracking/posting.py, shared with the web editor), else as a followup of the interaction."""
+    """A click or modal created a task: post its message as that interaction's followup. That is an
+    interaction route, outside the bot-wide limit, and the tracker edits the message through the
+    token for its first 14 minutes (issue 16); Discord shows it as answering the message the button
+    was on. Where that would point at a private message (a confirmation only the clicker sees), where
+    the task's messages go elsewhere (results in DMs), or where the followup is refused, the bot token
+    posts it as a reply to its parent (bot/tracking/posting.py, shared with the web editor)."""
     bot = interaction.client
     parts = render.render_task(record)
-    message = await send_task_message(bot, bot.store, record, parts)
-    if message is None:
+    source = interaction.message
+    if record.channel_id == interaction.channel_id and source is not None and not source.flags.ephemeral:
         view = render.build_view(parts.buttons)
         try:
-            message = await interaction.followup.send(
+            followup = await interaction.followup.send(
                 content=parts.content, embed=parts.embed, view=view if view is not None else MISSING, wait=True
             )
         except discord.HTTPException as exc:
-            log.warning("Could not post task %s (HTTP %s); the tracker will retry", record.id, exc.status)
-            bot.tracker.track(record)
-            return record
+            log.info("Task %s: the interaction's followup was refused (HTTP %s); posting it", record.id, exc.status)
+        else:
+            return await bot.jobs.attach_message(
+                record,
+                followup.id,
+                parts.fingerprint(),
+                interaction_token=interaction.token,
+                interaction_at=interaction.created_at.timestamp(),
+            )
+    message = await send_task_message(bot, bot.store, record, parts)
+    if message is None:
+        log.warning("Could not post task %s; the tracker will retry", record.id)
+        bot.tracker.track(record)
+        return record
     return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
 
 

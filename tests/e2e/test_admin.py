@@ -287,7 +287,7 @@ async def test_a_refused_submit_fails_over_to_the_next_key_and_the_task_stays_on
     assert len(mj2.submits("/submit/imagine")) == 1
 
     await (await discord_fake.click(grid, button_id(grid, "U1"), user=discord_fake.member)).response()
-    upscale = await discord_fake.wait_for_message(lambda m: m.message_reference is not None)
+    upscale = await discord_fake.wait_for_message(lambda m: m.reply_to is not None)
     await discord_fake.wait_for(lambda: is_done(upscale), timeout=15)
     # The click went to the key that made the task, with no new try on the refused key.
     assert len(mj2.submits("/submit/action")) == 1 and mj.submits("/submit/action") == []

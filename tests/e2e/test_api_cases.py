@@ -126,7 +126,7 @@ async def test_remix_answer_opens_an_edit_prompt_button_then_the_modal(
         await open_click.submit_modal({"Prompt": "a paper boat on fire"})
         modal_calls = await discord_fake.wait_for(lambda: proxy.submits("/submit/modal"), timeout=10)
         assert modal_calls[0].json["prompt"] == "a paper boat on fire"
-        variation = await discord_fake.wait_for_message(lambda m: m.message_reference is not None)
+        variation = await discord_fake.wait_for_message(lambda m: m.reply_to is not None)
         await discord_fake.wait_for(lambda: is_done(variation), timeout=15)
 
 

@@ -76,7 +76,7 @@ async def test_describe_pick_two_edit_in_modal_then_imagine(
     imagine = await discord_fake.wait_for(lambda: mj.submits("/submit/imagine"), timeout=10)
     assert imagine[0].json["prompt"] == candidate + " --ar 2:3"
     assert not mj.submits("/submit/action")  # picks are done by the bot, never as relay buttons
-    new = await discord_fake.wait_for_message(lambda m: m.message_reference is not None)
+    new = await discord_fake.wait_for_message(lambda m: m.reply_to is not None)
     await discord_fake.wait_for(lambda: is_done(new), timeout=15)
 
 

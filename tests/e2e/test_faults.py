@@ -288,10 +288,10 @@ async def test_two_clicks_on_one_button_at_once_submit_one_action(
     await asyncio.gather(*(click.response() for click in clicks))
     told = await discord_fake.wait_for(lambda: "\n".join(ephemeral_text(c) for c in clicks))
     assert "just clicked" in told
-    upscale = await discord_fake.wait_for_message(lambda m: m.message_reference is not None, timeout=10)
+    upscale = await discord_fake.wait_for_message(lambda m: m.reply_to is not None, timeout=10)
     await finished(discord_fake, upscale)
     assert len(mj.submits("/submit/action")) == 1
-    assert len([m for m in discord_fake.bot_messages() if m.message_reference is not None]) == 1
+    assert len([m for m in discord_fake.bot_messages() if m.reply_to is not None]) == 1
 
 
 async def test_a_click_on_a_failed_or_expired_task_gets_a_clear_message(
@@ -314,7 +314,7 @@ async def test_a_click_on_a_failed_or_expired_task_gets_a_clear_message(
     del mj.tasks[newest_task(mj)]  # the relay forgot the task (expired)
     click = await discord_fake.click(grid, button_id(grid, "U1"), user=discord_fake.member)
     assert "may have expired" in await discord_fake.wait_for(lambda: ephemeral_text(click))
-    assert not [m for m in discord_fake.bot_messages() if m.message_reference]
+    assert not [m for m in discord_fake.bot_messages() if m.reply_to]
 
 
 async def failed_once(bot: MJBot, fake: FakeDiscord, task_id: str) -> None:

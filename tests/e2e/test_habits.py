@@ -174,9 +174,7 @@ async def test_stalled_task_ends_with_a_working_retry_after_confirmation(
         lambda: len(mj.submits("/submit/imagine")) == 2 and mj.submits("/submit/imagine")
     )
     assert again[1].json["prompt"] == "a stuck clock"
-    new = await discord_fake.wait_for_message(
-        lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == message.id
-    )
+    new = await discord_fake.wait_for_message(lambda m: m.reply_to == message.id)
     await discord_fake.wait_for(lambda: is_done(new), timeout=15)
 
 

@@ -67,9 +67,7 @@ async def test_click_u1_then_custom_zoom_modal_reaches_the_api(
 
     click = await discord_fake.click(grid, button_id(grid, "U1"), user=discord_fake.member)
     await click.response()
-    upscale = await discord_fake.wait_for_message(
-        lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == grid.id
-    )
+    upscale = await discord_fake.wait_for_message(lambda m: m.reply_to == grid.id)
     await discord_fake.wait_for(lambda: is_done(upscale), timeout=15)
     action = mj.submits("/submit/action")[0].json
     assert action["customId"].startswith("MJ::JOB::upsample::1::")
@@ -90,9 +88,7 @@ async def test_click_u1_then_custom_zoom_modal_reaches_the_api(
     zoom_action = mj.submits("/submit/action")[-1].json
     assert zoom_action["customId"].startswith("MJ::CustomZoom::")
     assert modal_call[0].json["taskId"] != zoom_action["taskId"]  # the MODAL task, not the parent
-    zoomed = await discord_fake.wait_for_message(
-        lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == upscale.id
-    )
+    zoomed = await discord_fake.wait_for_message(lambda m: m.reply_to == upscale.id)
     await discord_fake.wait_for(lambda: is_done(zoomed), timeout=15)
 
 
@@ -100,7 +96,7 @@ async def test_vary_region_says_it_is_not_supported(bot: MJBot, discord_fake: Fa
     grid = await imagine(discord_fake, "a blue bird")
     await discord_fake.wait_for(lambda: is_done(grid), timeout=15)
     await (await discord_fake.click(grid, button_id(grid, "U2"), user=discord_fake.member)).response()
-    upscale = await discord_fake.wait_for_message(lambda m: m.message_reference is not None)
+    upscale = await discord_fake.wait_for_message(lambda m: m.reply_to is not None)
     await discord_fake.wait_for(lambda: is_done(upscale), timeout=15)
     actions_before = len(mj.submits("/submit/action"))
 
@@ -130,6 +126,6 @@ async def test_restart_mid_task_resumes_and_old_buttons_still_work(
     await runner.restart()
     click = await discord_fake.click(message, button_id(message, "V3"), user=discord_fake.member)
     await click.response()
-    variation = await discord_fake.wait_for_message(lambda m: m.message_reference is not None)
+    variation = await discord_fake.wait_for_message(lambda m: m.reply_to is not None)
     await discord_fake.wait_for(lambda: is_done(variation), timeout=15)
     assert mj.submits("/submit/action")[0].json["customId"].startswith("MJ::JOB::variation::3::")

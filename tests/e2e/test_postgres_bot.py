@@ -29,8 +29,6 @@ async def test_the_bot_runs_on_postgresql_and_keeps_its_buttons_across_a_restart
 
     await runner.restart()
     await (await discord_fake.click(message, button_id(message, "U2"), user=discord_fake.member)).response()
-    upscale = await discord_fake.wait_for_message(
-        lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == message.id
-    )
+    upscale = await discord_fake.wait_for_message(lambda m: m.reply_to == message.id)
     await discord_fake.wait_for(lambda: is_done(upscale), timeout=15)
     assert mj.submits("/submit/action")[0].json["customId"].startswith("MJ::JOB::upsample::2::")

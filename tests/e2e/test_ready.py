@@ -58,7 +58,7 @@ def button(message: FakeMessage, label: str) -> str:
 
 
 def replies_to(message: FakeMessage) -> Callable[[FakeMessage], bool]:
-    return lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == message.id
+    return lambda m: m.reply_to == message.id
 
 
 async def finished_upscale(fake: FakeDiscord, prompt: str) -> FakeMessage:

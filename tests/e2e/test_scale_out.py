@@ -379,7 +379,7 @@ async def test_two_processes_share_200_tasks_and_survive_a_sigkill(
     assert [s.shard for s in procs.sessions_of(a2) if s.events("INTERACTION_CREATE")] == [(0, SHARDS)]
     try:
         upscale = await fake.wait_for_message(
-            lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == grid.id,
+            lambda m: m.reply_to == grid.id,
             timeout=10,
         )
     except TimeoutError:

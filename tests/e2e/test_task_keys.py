@@ -48,9 +48,7 @@ async def test_a_server_answering_with_another_tasks_id_cannot_overwrite_its_row
 
     # The first grid's button still acts on the first task, on its own server.
     await (await discord_fake.click(first, button_id(first, "U1"), user=member)).response()
-    upscale = await discord_fake.wait_for_message(
-        lambda m: m.message_reference is not None and int(m.message_reference["message_id"]) == first.id
-    )
+    upscale = await discord_fake.wait_for_message(lambda m: m.reply_to == first.id)
     await discord_fake.wait_for(lambda: is_done(upscale), timeout=15)
     assert [r.json["taskId"] for r in mj.submits("/submit/action")] == [original.id]
     assert mj2.submits("/submit/action") == []

@@ -584,6 +584,19 @@ class FakeMessage:
     def attachment(self, filename: str) -> FakeAttachment:
         return next(a for a in self.attachments if a.filename == filename)
 
+    @property
+    def reply_to(self) -> int | None:
+        """The message this public message shows as answering: its reply reference, or, for one
+        created through a button's or form's interaction (response or followup), the message that
+        held the component (`interaction_metadata.interacted_message_id`; Discord's clients draw
+        both alike). None for ephemeral messages: only their clicker sees them."""
+        if self.ephemeral:
+            return None
+        if self.message_reference is not None:
+            return int(self.message_reference["message_id"])
+        interacted = (self.interaction_metadata or {}).get("interacted_message_id")
+        return int(interacted) if interacted is not None else None
+
     def text(self) -> str:
         """Everything readable: content, embed texts and components-v2 text displays."""
         parts = [self.content] if self.content else []
@@ -2176,7 +2189,8 @@ class FakeDiscord:
             msg.interaction_id = interaction.id
             if ephemeral:
                 msg.visible_to = interaction.user.id
-            if source == "interaction":
+            if source in ("interaction", "followup"):
+                # Discord puts interaction metadata on followups too (with the original response's id).
                 metadata: dict[str, Any] = {
                     "id": str(interaction.id),
                     "type": interaction.type,
@@ -2188,6 +2202,8 @@ class FakeDiscord:
                     metadata["command_type"] = interaction.data.get("type", 1)
                 if interaction.message is not None:
                     metadata["interacted_message_id"] = str(interaction.message.id)
+                if source == "followup" and interaction.original is not None:
+                    metadata["original_response_message_id"] = str(interaction.original.id)
                 msg.interaction_metadata = metadata
         msg._snapshot()
         self.messages[msg.id] = msg
