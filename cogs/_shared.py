@@ -119,9 +119,16 @@ async def submit_from_command(
         return record
     if dm is not None:  # a DM posted with the bot token: edited with it too
         return await bot.jobs.attach_message(record, message.id, parts.fingerprint())
-    # The message is the command's response: edited through the interaction's token for its first
-    # 14 minutes, which Discord does not count against the bot-wide limit (issue 16).
-    return await bot.jobs.attach_message(
+    return await attach_through_interaction(interaction, record, message, parts)
+
+
+async def attach_through_interaction(
+    interaction: Interaction, record: TaskRecord, message: discord.Message, parts: render.MessageParts
+) -> TaskRecord:
+    """Track a task whose message the interaction created (its response or a followup): the tracker
+    edits it through the interaction's token for its first 14 minutes, which Discord does not count
+    against the bot-wide limit (issue 16)."""
+    return await interaction.client.jobs.attach_message(
         record,
         message.id,
         parts.fingerprint(),
@@ -149,13 +156,7 @@ async def post_for_click(interaction: Interaction, record: TaskRecord) -> TaskRe
         except discord.HTTPException as exc:
             log.info("Task %s: the interaction's followup was refused (HTTP %s); posting it", record.id, exc.status)
         else:
-            return await bot.jobs.attach_message(
-                record,
-                followup.id,
-                parts.fingerprint(),
-                interaction_token=interaction.token,
-                interaction_at=interaction.created_at.timestamp(),
-            )
+            return await attach_through_interaction(interaction, record, followup, parts)
     message = await send_task_message(bot, bot.store, record, parts)
     if message is None:
         log.warning("Could not post task %s; the tracker will retry", record.id)
