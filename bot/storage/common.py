@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any
@@ -111,6 +111,17 @@ def prefs_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any
     if unknown:
         raise ValueError(f"cannot update user_prefs columns: {sorted(unknown)}")
     return tuple(changes), [prefs_column_value(name, value) for name, value in changes.items()]
+
+
+def prefs_upsert(names: Sequence[str], marks: str) -> str:
+    """`update_prefs`' one statement: insert or update user_id, the named settings and updated_at
+    (`marks`: the backend's VALUES placeholders for them), returning the row as stored."""
+    return (
+        f"INSERT INTO user_prefs (user_id, {', '.join(names)}, updated_at) "
+        f"VALUES ({marks}) ON CONFLICT (user_id) DO UPDATE SET "
+        + ", ".join(f"{n} = excluded.{n}" for n in (*names, "updated_at"))
+        + " RETURNING *"
+    )
 
 
 def api_key_changes(changes: Mapping[str, Any]) -> tuple[tuple[str, ...], list[Any]]:

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from bot.preferences import PREFS_COLUMNS, UserPrefs
-from bot.storage.common import prefs_changes
+from bot.storage.common import prefs_changes, prefs_upsert
 from bot.storage.postgres.base import PostgresBase, affected, placeholders
 
 _SAVE_PREFS = (
@@ -43,12 +43,7 @@ class PostgresPrefs(PostgresBase):
         names, values = prefs_changes(changes)
         if not names:
             return await self.get_prefs(user_id)
-        sql = (
-            f"INSERT INTO user_prefs (user_id, {', '.join(names)}, updated_at) "
-            f"VALUES ({placeholders(len(names) + 2)}) ON CONFLICT (user_id) DO UPDATE SET "
-            + ", ".join(f"{n} = excluded.{n}" for n in (*names, "updated_at"))
-            + " RETURNING *"
-        )
+        sql = prefs_upsert(names, placeholders(len(names) + 2))
         rows = await self._write_fetch(sql, user_id, *values, time.time())
         return UserPrefs.from_row(rows[0])
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from bot.preferences import PREFS_COLUMNS, UserPrefs
-from bot.storage.common import prefs_changes
+from bot.storage.common import prefs_changes, prefs_upsert
 from bot.storage.sqlite.base import SqliteBase
 
 _SAVE_PREFS = (
@@ -41,12 +41,7 @@ class SqlitePrefs(SqliteBase):
         names, values = prefs_changes(changes)
         if not names:
             return await self.get_prefs(user_id)
-        sql = (
-            f"INSERT INTO user_prefs (user_id, {', '.join(names)}, updated_at) "
-            f"VALUES (?, {', '.join('?' for _ in names)}, ?) ON CONFLICT (user_id) DO UPDATE SET "
-            + ", ".join(f"{n} = excluded.{n}" for n in (*names, "updated_at"))
-            + " RETURNING *"
-        )
+        sql = prefs_upsert(names, ", ".join("?" * (len(names) + 2)))
         params = (user_id, *values, time.time())
 
         async def update() -> UserPrefs:
