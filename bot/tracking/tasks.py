@@ -30,6 +30,9 @@ class TrackedTask:
     retry: asyncio.TimerHandle | None = None  # a refused write waiting to be tried again
     # Leases (bot/tracking/leases.py): when the lease was last confirmed ours (time.monotonic).
     lease_confirmed: float | None = None
+    # Push hints (Tracker.hint): a read a push asked for is under way, and another push came meanwhile.
+    hint_reading: bool = False
+    hint_again: bool = False
 
     @classmethod
     def starting(cls, record: TaskRecord, now: float, *, lease_confirmed: float | None = None) -> TrackedTask:

@@ -140,8 +140,6 @@ class Tracker:
             still_ours=self._leases.still_ours,
             finish=self._finish,
         )
-        self._hint_reads: set[str] = set()  # tasks being read because a push said they changed
-        self._hint_again: set[str] = set()  # ...and pushed again meanwhile: one more read after
         self._requests_seen = 0
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -378,23 +376,23 @@ class Tracker:
         own content is never used. Pushes that arrive while a read is under way cost one more read
         after it, not one each. False when nothing was read (not tracked here, another upstream's
         task, no such upstream, or that upstream is backing off)."""
-        if not self.is_tracking(upstream, task_id):
+        task = self._tasks.get(task_id)
+        if task is None or not self.is_tracking(upstream, task_id):
             return False
-        if task_id in self._hint_reads:
-            self._hint_again.add(task_id)
+        if task.hint_reading:
+            task.hint_again = True
             return False
-        self._hint_reads.add(task_id)
+        task.hint_reading = True
         read = False
         try:
             while self.is_tracking(upstream, task_id):
-                self._hint_again.discard(task_id)
+                task.hint_again = False
                 read = await self._reads.read_now(upstream, task_id, self._clock()) or read
                 if read:
                     self._saves.save_soon()
-                if task_id not in self._hint_again:
+                if not task.hint_again:
                     break
                 await asyncio.sleep(HINT_GAP)
         finally:
-            self._hint_reads.discard(task_id)
-            self._hint_again.discard(task_id)
+            task.hint_reading = task.hint_again = False
         return read
